@@ -1,0 +1,474 @@
+"""Build pynova user programs: static 32-bit i386 ELF files.
+
+A program is ``user/start.S`` + every ``user/libc/*.c`` and ``user/libc/*.S``
++ the caller's sources, linked with ``user/linker.ld``. The bundled examples
+(``user/examples/<name>.c``) are built on demand into a cache directory keyed
+by a hash of all user sources and the toolchain, so an edit rebuilds them.
+
+Public API: :class:`ToolchainError`, :class:`UnknownExample`,
+:class:`Toolchain`, :func:`find_toolchain`, :func:`build_program`,
+:func:`examples_dir`, :func:`list_examples`, :func:`example_path`,
+:func:`build_examples`. ``python -m pynova.toolchain [--outdir DIR]`` builds
+every example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+USER_DIR = Path(__file__).resolve().parent / "user"
+LIBC_DIR = USER_DIR / "libc"
+START_S = USER_DIR / "start.S"
+LINKER_SCRIPT = USER_DIR / "linker.ld"
+EXAMPLES_DIR = USER_DIR / "examples"
+
+CFLAGS: tuple[str, ...] = (
+    "-m32",
+    "-ffreestanding",
+    "-fno-pic",
+    "-fno-pie",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-builtin",
+    "-nostdlib",
+    "-O1",
+    "-g",
+    "-Wall",
+)
+
+BUILD_DIR_ENV = "PYNOVA_BUILD_DIR"
+STAMP_SUFFIX = ".stamp"
+MAX_ERROR_CHARS = 4000
+MAX_ERROR_LINES = 40
+
+MISSING_COMPILER = (
+    "no 32-bit C compiler: need gcc with -m32 (gcc-multilib) or clang, "
+    "and ld with elf_i386"
+)
+MISSING_LINKER = "no i386 linker: need GNU ld with elf_i386 (binutils) or ld.lld"
+
+_PROBE_C = """\
+#include <stdarg.h>
+#include <stddef.h>
+int probe_value;
+int probe(int n, ...) { va_list ap; va_start(ap, n); int v = va_arg(ap, int);
+va_end(ap); return v + (int)sizeof(size_t) + probe_value; }
+void _start(void) { probe(1, 2); for (;;) {} }
+"""
+
+
+class ToolchainError(Exception):
+    """A program could not be built: no usable toolchain, or a compile error."""
+
+
+class UnknownExample(KeyError):
+    """No bundled example has this name."""
+
+    def __init__(self, name: str, available: Sequence[str]) -> None:
+        self.name = name
+        self.available = list(available)
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        names = ", ".join(self.available) or "(none)"
+        return f"unknown example {self.name!r}; available: {names}"
+
+
+@dataclass
+class Toolchain:
+    """A C compiler and a linker that together produce i386 ELF files."""
+
+    cc: str
+    ld: str
+    target_flags: tuple[str, ...] = ("-m32",)
+    ld_flags: tuple[str, ...] = ("-m", "elf_i386")
+    _verified: bool = field(default=False, init=False, repr=False, compare=False)
+    _identity: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{Path(self.cc).name} {' '.join(self.target_flags)} + {Path(self.ld).name}"
+        )
+
+    def identity(self) -> str:
+        """A string that changes when the compiler or linker changes."""
+        if self._identity is None:
+            parts = [" ".join(self.target_flags), " ".join(self.ld_flags)]
+            for tool in (self.cc, self.ld):
+                real = os.path.realpath(tool)
+                try:
+                    st = os.stat(real)
+                    parts.append(f"{real}:{st.st_size}:{st.st_mtime_ns}")
+                except OSError:
+                    parts.append(real)
+            self._identity = "|".join(parts)
+        return self._identity
+
+    def verify(self) -> None:
+        """Compile and link a tiny file once; raise ToolchainError if that fails."""
+        if self._verified:
+            return
+        with tempfile.TemporaryDirectory(prefix="pynova-probe-") as tmp:
+            src = Path(tmp) / "probe.c"
+            obj = Path(tmp) / "probe.o"
+            out = Path(tmp) / "probe.elf"
+            src.write_text(_PROBE_C)
+            _run(
+                [self.cc, *self.target_flags, *CFLAGS, "-c", str(src), "-o", str(obj)],
+                f"{self.name}: cannot compile a test file",
+            )
+            _run(
+                [
+                    self.ld,
+                    *self.ld_flags,
+                    "-nostdlib",
+                    "-e",
+                    "_start",
+                    str(obj),
+                    "-o",
+                    str(out),
+                ],
+                f"{self.name}: cannot link a test file",
+            )
+        self._verified = True
+
+    def compile(
+        self, source: Path, obj: Path, extra_cflags: Sequence[str] = ()
+    ) -> None:
+        _run(
+            [
+                self.cc,
+                *self.target_flags,
+                *CFLAGS,
+                f"-I{LIBC_DIR}",
+                *extra_cflags,
+                "-c",
+                str(source),
+                "-o",
+                str(obj),
+            ],
+            f"compiling {source}",
+        )
+
+    def link(self, objects: Sequence[Path], output: Path) -> None:
+        _run(
+            [
+                self.ld,
+                *self.ld_flags,
+                "-T",
+                str(LINKER_SCRIPT),
+                "-nostdlib",
+                *(str(o) for o in objects),
+                "-o",
+                str(output),
+            ],
+            f"linking {output.name}",
+        )
+
+
+def _trim(text: str) -> str:
+    lines = text.strip().splitlines()
+    if len(lines) > MAX_ERROR_LINES:
+        lines = [
+            *lines[:MAX_ERROR_LINES],
+            f"... ({len(lines) - MAX_ERROR_LINES} more lines)",
+        ]
+    out = "\n".join(lines)
+    if len(out) > MAX_ERROR_CHARS:
+        out = out[:MAX_ERROR_CHARS] + " ..."
+    return out
+
+
+def _run(cmd: Sequence[str], what: str) -> None:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise ToolchainError(
+            f"{what}: cannot run {cmd[0]}: {exc.strerror or exc}"
+        ) from exc
+    if proc.returncode != 0:
+        detail = _trim(proc.stderr or proc.stdout) or f"exit status {proc.returncode}"
+        raise ToolchainError(f"{what} failed:\n{detail}")
+
+
+def _candidates() -> list[Toolchain]:
+    """Every toolchain on PATH that could work, most preferred first (unverified)."""
+    gnu_ld = shutil.which("ld")
+    lld = shutil.which("ld.lld")
+    found: list[Toolchain] = []
+    gcc = shutil.which("gcc")
+    if gcc and gnu_ld:
+        found.append(Toolchain(cc=gcc, ld=gnu_ld))
+    clang = shutil.which("clang")
+    if clang:
+        for linker in (lld, gnu_ld):
+            if linker:
+                found.append(
+                    Toolchain(
+                        cc=clang,
+                        ld=linker,
+                        target_flags=("-m32", "--target=i386-pc-none-elf"),
+                    )
+                )
+    return found
+
+
+def find_toolchain() -> Toolchain:
+    """Return the first toolchain that really builds an i386 ELF file.
+
+    Prefers ``gcc -m32`` + ``ld -m elf_i386``; falls back to
+    ``clang -m32 --target=i386-pc-none-elf`` with ``ld.lld`` or ``ld``.
+    """
+    candidates = _candidates()
+    if not candidates:
+        has_cc = shutil.which("gcc") or shutil.which("clang")
+        raise ToolchainError(MISSING_LINKER if has_cc else MISSING_COMPILER)
+    errors: list[str] = []
+    for tc in candidates:
+        try:
+            tc.verify()
+        except ToolchainError as exc:
+            errors.append(str(exc).splitlines()[0])
+            continue
+        return tc
+    raise ToolchainError(f"{MISSING_COMPILER} (tried: {'; '.join(errors)})")
+
+
+def _libc_sources() -> list[Path]:
+    return sorted([*LIBC_DIR.glob("*.c"), *LIBC_DIR.glob("*.S")])
+
+
+def _tmp_name(output: Path) -> Path:
+    return output.with_name(f".{output.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+
+
+def _compile_all(
+    toolchain: Toolchain,
+    jobs: Sequence[tuple[Path, Path, Sequence[str]]],
+) -> None:
+    """Compile (source, object, extra flags) jobs in parallel; first error wins."""
+    if not jobs:
+        return
+    workers = min(len(jobs), os.cpu_count() or 2, 8)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [
+            pool.submit(toolchain.compile, src, obj, flags) for src, obj, flags in jobs
+        ]
+        for fut in futures:
+            fut.result()
+
+
+def _link_atomic(toolchain: Toolchain, objects: Sequence[Path], output: Path) -> Path:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(output)
+    try:
+        toolchain.link(objects, tmp)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return output
+
+
+def _object_name(index: int, source: Path) -> str:
+    return f"{index:03d}-{source.stem}{source.suffix.replace('.', '_')}.o"
+
+
+def build_program(
+    sources: Sequence[Path | str],
+    output: Path | str,
+    *,
+    toolchain: Toolchain | None = None,
+    extra_cflags: Sequence[str] = (),
+) -> Path:
+    """Compile start.S + libc + ``sources`` and link them into ``output``.
+
+    The output is a static i386 ELF file with symbols and debug info, written
+    atomically. Raises ToolchainError on a missing toolchain or a compile or
+    link error (the message carries the tool's stderr).
+    """
+    tc = toolchain or find_toolchain()
+    tc.verify()
+    srcs = [Path(s) for s in sources]
+    for src in srcs:
+        if not src.is_file():
+            raise ToolchainError(f"source file not found: {src}")
+    output = Path(output)
+    with tempfile.TemporaryDirectory(prefix="pynova-build-") as tmp:
+        tmpdir = Path(tmp)
+        all_sources = [START_S, *srcs, *_libc_sources()]
+        jobs = [
+            (src, tmpdir / _object_name(i, src), tuple(extra_cflags))
+            for i, src in enumerate(all_sources)
+        ]
+        _compile_all(tc, jobs)
+        return _link_atomic(tc, [obj for _, obj, _ in jobs], output)
+
+
+def examples_dir() -> Path:
+    """The directory holding the bundled example sources."""
+    return EXAMPLES_DIR
+
+
+def _example_sources() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*.c"))}
+
+
+def _description(source: Path) -> str:
+    for raw in source.read_text(errors="replace").splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("/*"):
+            text = line[2:]
+            text = text.split("*/", 1)[0]
+            return text.strip()
+        if line.startswith("//"):
+            return line[2:].strip()
+        break
+    return ""
+
+
+def list_examples() -> list[tuple[str, str]]:
+    """(name, one-line description) of every bundled example, sorted by name."""
+    return [(name, _description(path)) for name, path in _example_sources().items()]
+
+
+def _sources_hash() -> str:
+    """Hash of every file under user/ plus the compiler flags."""
+    h = hashlib.sha256()
+    h.update("\0".join(CFLAGS).encode())
+    for path in sorted(p for p in USER_DIR.rglob("*") if p.is_file()):
+        if path.suffix in {".o", ".pyc"} or "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(USER_DIR).as_posix()
+        h.update(b"\0" + rel.encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _default_build_dir(sources_hash: str, identity: str) -> Path:
+    env = os.environ.get(BUILD_DIR_ENV)
+    if env:
+        return Path(env)
+    key = hashlib.sha256(f"{sources_hash}\n{identity}".encode()).hexdigest()[:12]
+    return Path.home() / ".cache" / "pynova" / f"build-{key}"
+
+
+def _stamp_text(sources_hash: str, identity: str) -> str:
+    return f"{sources_hash}\n{identity}\n"
+
+
+def _is_fresh(binary: Path, sources_hash: str, identities: Sequence[str]) -> bool:
+    """True when ``binary`` exists and was built from these sources.
+
+    Any available toolchain's build counts; with no toolchain at all, a build
+    from the same sources is used as it is.
+    """
+    stamp = binary.with_name(binary.name + STAMP_SUFFIX)
+    try:
+        if not binary.is_file():
+            return False
+        lines = stamp.read_text().splitlines()
+    except OSError:
+        return False
+    if len(lines) < 2 or lines[0] != sources_hash:
+        return False
+    return not identities or lines[1] in identities
+
+
+def _write_stamp(binary: Path, sources_hash: str, identity: str) -> None:
+    stamp = binary.with_name(binary.name + STAMP_SUFFIX)
+    tmp = _tmp_name(stamp)
+    try:
+        tmp.write_text(_stamp_text(sources_hash, identity))
+        os.replace(tmp, stamp)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _ensure_examples(names: Sequence[str], outdir: Path | None) -> dict[str, Path]:
+    available = _example_sources()
+    for name in names:
+        if name not in available:
+            raise UnknownExample(name, sorted(available))
+    sources_hash = _sources_hash()
+    candidates = _candidates()
+    identities = [tc.identity() for tc in candidates]
+    first_identity = identities[0] if identities else "none"
+    build_dir = (
+        Path(outdir)
+        if outdir is not None
+        else _default_build_dir(sources_hash, first_identity)
+    )
+
+    result = {name: build_dir / name for name in names}
+    stale = [n for n in names if not _is_fresh(result[n], sources_hash, identities)]
+    if not stale:
+        return result
+
+    tc = find_toolchain()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pynova-build-") as tmp:
+        tmpdir = Path(tmp)
+        common = [START_S, *_libc_sources()]
+        jobs: list[tuple[Path, Path, Sequence[str]]] = [
+            (src, tmpdir / _object_name(i, src), ()) for i, src in enumerate(common)
+        ]
+        start_obj, libc_objs = jobs[0][1], [obj for _, obj, _ in jobs[1:]]
+        user_objs: dict[str, Path] = {}
+        for name in stale:
+            obj = tmpdir / f"ex-{name}.o"
+            user_objs[name] = obj
+            jobs.append((available[name], obj, ()))
+        _compile_all(tc, jobs)
+        for name in stale:
+            _link_atomic(tc, [start_obj, user_objs[name], *libc_objs], result[name])
+            _write_stamp(result[name], sources_hash, tc.identity())
+    return result
+
+
+def example_path(name: str) -> Path:
+    """The built binary of the bundled example ``name``, built if needed.
+
+    Binaries go to ``$PYNOVA_BUILD_DIR`` if set, else to
+    ``~/.cache/pynova/build-<hash>/``. Raises UnknownExample for an unknown
+    name and ToolchainError when it has to build and cannot.
+    """
+    return _ensure_examples([name], None)[name]
+
+
+def build_examples(outdir: Path | None = None) -> dict[str, Path]:
+    """Build every bundled example (into ``outdir`` or the cache directory)."""
+    return _ensure_examples(list(_example_sources()), outdir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pynova.toolchain",
+        description="Build every bundled pynova example program.",
+    )
+    parser.add_argument("--outdir", type=Path, help="directory for the binaries")
+    args = parser.parse_args(argv)
+    try:
+        built = build_examples(args.outdir)
+    except ToolchainError as exc:
+        print(f"pynova.toolchain: {exc}", file=sys.stderr)
+        return 1
+    for name, path in built.items():
+        print(f"{name:<14} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+/* pynova user-space library: system calls, strings, printf.
+ * Link: start.S + libc/*.c + libc/*.S (pynova.toolchain does it). */
+#ifndef PYNOVA_H
+#define PYNOVA_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "syscall.h"
+
+/* ---- system calls (docs/ABI.md) ---- */
+
+/* Raw call: returns eax as the kernel left it (the number itself when the
+ * call has no result, e.g. an unknown number). */
+unsigned int syscall2(unsigned int nr, unsigned int a, unsigned int b);
+
+void sys_dump(unsigned int a, unsigned int b);          /* 0 */
+/* 1: 0 on success, -1 when the kernel rejected the buffer. */
+int print(const char *buf, unsigned int len);
+unsigned int sum(unsigned int a, unsigned int b);       /* 2 */
+/* 3: new break, or NULL to ask. Previous break on success, the current
+ * break when asked, NULL on failure. */
+void *nbrk(void *new_break);
+/* 4: 0 on success, -1 when no context can be made. */
+int thr_create(void (*eip)(void), void *stack_top);
+void thr_yield(void);                                    /* 5 */
+__attribute__((noreturn)) void exit(int status);         /* 6 */
+__attribute__((noreturn)) void thr_exit(void);           /* 8 */
+int thr_self(void);                                      /* 9 */
+
+/* ---- strings and memory ---- */
+
+size_t strlen(const char *s);
+void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+int strcmp(const char *a, const char *b);
+
+/* ---- output ---- */
+
+/* print(s, strlen(s)); returns print's result. */
+int print_str(const char *s);
+/* %d %i %u %x %X %s %c %p %%, flags '-' and '0', a width (or '*'), a
+ * precision for %s; 'l' and 'h' length modifiers are accepted and ignored
+ * (everything is 32 bits). printf buffers and calls print once per call
+ * (or each time its buffer fills); it returns the number of characters. */
+int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int vprintf(const char *fmt, va_list ap);
+/* Write at most size-1 characters and a NUL; return the length the full
+ * output would have had. */
+int snprintf(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
+
+#endif
