@@ -1,0 +1,1 @@
+"""A GDB remote serial protocol stub for debugging pynova user programs."""
