@@ -46,6 +46,10 @@ CFLAGS: tuple[str, ...] = (
     "-Wall",
 )
 
+LIBC_ARCHIVE = "libpynova.a"
+#: defined in libc/syscall.c; forced into every link so the syscall stubs are
+#: always present and the data segment is never empty.
+LIBC_ANCHOR = "pynova_libc"
 BUILD_DIR_ENV = "PYNOVA_BUILD_DIR"
 STAMP_SUFFIX = ".stamp"
 MAX_ERROR_CHARS = 4000
@@ -92,6 +96,9 @@ class Toolchain:
     ld: str
     target_flags: tuple[str, ...] = ("-m32",)
     ld_flags: tuple[str, ...] = ("-m", "elf_i386")
+    #: archiver for the libc (so a program links only the members it uses);
+    #: without one the libc objects are linked in whole.
+    ar: str | None = None
     _verified: bool = field(default=False, init=False, repr=False, compare=False)
     _identity: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -105,7 +112,7 @@ class Toolchain:
         """A string that changes when the compiler or linker changes."""
         if self._identity is None:
             parts = [" ".join(self.target_flags), " ".join(self.ld_flags)]
-            for tool in (self.cc, self.ld):
+            for tool in (self.cc, self.ld, self.ar or "no-ar"):
                 real = os.path.realpath(tool)
                 try:
                     st = os.stat(real)
@@ -161,6 +168,19 @@ class Toolchain:
             f"compiling {source}",
         )
 
+    def archive(self, objects: Sequence[Path], output: Path) -> list[Path]:
+        """Put ``objects`` in the archive ``output``; return what to link.
+
+        Returns ``[output]``, or ``objects`` themselves without an archiver.
+        """
+        if not self.ar or not objects:
+            return list(objects)
+        _run(
+            [self.ar, "rcs", str(output), *(str(o) for o in objects)],
+            f"archiving {output.name}",
+        )
+        return [output]
+
     def link(self, objects: Sequence[Path], output: Path) -> None:
         _run(
             [
@@ -169,6 +189,8 @@ class Toolchain:
                 "-T",
                 str(LINKER_SCRIPT),
                 "-nostdlib",
+                "-u",
+                LIBC_ANCHOR,
                 *(str(o) for o in objects),
                 "-o",
                 str(output),
@@ -206,10 +228,12 @@ def _candidates() -> list[Toolchain]:
     """Every toolchain on PATH that could work, most preferred first (unverified)."""
     gnu_ld = shutil.which("ld")
     lld = shutil.which("ld.lld")
+    gnu_ar = shutil.which("ar")
+    llvm_ar = shutil.which("llvm-ar")
     found: list[Toolchain] = []
     gcc = shutil.which("gcc")
     if gcc and gnu_ld:
-        found.append(Toolchain(cc=gcc, ld=gnu_ld))
+        found.append(Toolchain(cc=gcc, ld=gnu_ld, ar=gnu_ar or llvm_ar))
     clang = shutil.which("clang")
     if clang:
         for linker in (lld, gnu_ld):
@@ -219,6 +243,7 @@ def _candidates() -> list[Toolchain]:
                         cc=clang,
                         ld=linker,
                         target_flags=("-m32", "--target=i386-pc-none-elf"),
+                        ar=llvm_ar or gnu_ar,
                     )
                 )
     return found
@@ -312,7 +337,9 @@ def build_program(
             for i, src in enumerate(all_sources)
         ]
         _compile_all(tc, jobs)
-        return _link_atomic(tc, [obj for _, obj, _ in jobs], output)
+        objs = [obj for _, obj, _ in jobs]
+        libc = tc.archive(objs[1 + len(srcs) :], tmpdir / LIBC_ARCHIVE)
+        return _link_atomic(tc, [*objs[: 1 + len(srcs)], *libc], output)
 
 
 def examples_dir() -> Path:
@@ -432,8 +459,9 @@ def _ensure_examples(names: Sequence[str], outdir: Path | None) -> dict[str, Pat
             user_objs[name] = obj
             jobs.append((available[name], obj, ()))
         _compile_all(tc, jobs)
+        libc = tc.archive(libc_objs, tmpdir / LIBC_ARCHIVE)
         for name in stale:
-            _link_atomic(tc, [start_obj, user_objs[name], *libc_objs], result[name])
+            _link_atomic(tc, [start_obj, user_objs[name], *libc], result[name])
             _write_stamp(result[name], sources_hash, tc.identity())
     return result
 

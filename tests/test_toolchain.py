@@ -41,6 +41,9 @@ EXPECTED_EXAMPLES = {
     "badprint",
 }
 
+#: bytes below stack_top that no example may load anything into
+STACK_ROOM = 768
+
 needs_binutils = pytest.mark.skipif(
     not (shutil.which("readelf") and shutil.which("nm")), reason="needs binutils"
 )
@@ -197,6 +200,42 @@ def test_pagefault_store_is_first_instruction_of_main(built: dict[str, Path]) ->
 
 
 @needs_toolchain
+@needs_binutils
+def test_examples_leave_room_for_the_stack(built: dict[str, Path]) -> None:
+    # The stack grows down from stack_top = 0x2000 through the page holding
+    # the ELF headers, .data/.bss and the start of .text: nothing may be
+    # loaded just below 0x2000, and the data segment is never empty.
+    for name, path in built.items():
+        data, text = _load_segments(path)
+        assert data[0] >= 0x1000 and data[1] > 0, name
+        for vaddr, memsz, _ in (data, text):
+            end = vaddr + memsz
+            overlap = vaddr < 0x2000 and end > 0x2000 - STACK_ROOM
+            assert not overlap, f"{name}: segment {vaddr:#x}+{memsz:#x} in the stack"
+
+
+@needs_toolchain
+@needs_binutils
+def test_programs_link_only_the_libc_they_use(built: dict[str, Path]) -> None:
+    hello = _nm(built["hello"])
+    assert "print" in hello and "pynova_libc" in hello
+    assert "printf" not in hello
+    assert "printf" in _nm(built["badprint"])
+
+
+@needs_toolchain
+def test_examples_compile_without_warnings(tmp_path: Path) -> None:
+    tc = find_toolchain()
+    for name, _ in list_examples():
+        build_program(
+            [examples_dir() / f"{name}.c"],
+            tmp_path / name,
+            toolchain=tc,
+            extra_cflags=["-Werror", "-Wextra"],
+        )
+
+
+@needs_toolchain
 def test_example_path_builds_into_build_dir_and_caches(build_dir: Path) -> None:
     path = example_path("hello")
     assert path.parent == build_dir
@@ -262,7 +301,15 @@ def test_build_program_with_extra_cflags(tmp_path: Path) -> None:
         extra_cflags=["-DITER=1000"],
     )
     assert out == tmp_path / "spin-short"
-    assert {"main", "_start", "printf", "print"} <= set(_nm(out))
+    syms = _nm(out)
+    assert {"main", "_start", "print"} <= set(syms)
+    disasm = subprocess.run(
+        ["objdump", "-d", f"--start-address={syms['main']:#x}", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "$0x3e8" in disasm  # ITER = 1000 reached the loop bound
 
 
 def test_empty_path_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -207,8 +207,3 @@ int printf(const char *fmt, ...)
     va_end(ap);
     return n;
 }
-
-int print_str(const char *s)
-{
-    return print(s, strlen(s));
-}

@@ -1,5 +1,6 @@
 /* pynova user-space library: system calls, strings, printf.
- * Link: start.S + libc/*.c + libc/*.S (pynova.toolchain does it). */
+ * pynova.toolchain compiles every .c and .S file in libc/ into an archive, so a
+ * program links only the members it uses (plus syscall.c, always). */
 #ifndef PYNOVA_H
 #define PYNOVA_H
 
@@ -9,6 +10,9 @@
 #include "syscall.h"
 
 /* ---- system calls (docs/ABI.md) ---- */
+
+/* "pynova libc": linked into every program (see pynova/toolchain.py). */
+extern const char pynova_libc[];
 
 /* Raw call: returns eax as the kernel left it (the number itself when the
  * call has no result, e.g. an unknown number). */
