@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -25,6 +31,7 @@ from pynova.tools.gdbstub.packet import (
     unescape,
 )
 from pynova.tools.gdbstub.protocol import GdbSession, Reply
+from pynova.tools.gdbstub.server import GdbServer
 from pynova.tools.gdbstub.stop import Signal, StopReason, WatchKind, format_stop
 from pynova.tools.gdbstub.target import BreakKind, MemoryFault, TargetError
 from pynova.tools.gdbstub.vcont import Resume, parse_vcont
@@ -274,12 +281,21 @@ def test_register_block_round_trip() -> None:
     assert regs.decode_registers(text) == values
 
 
-def test_target_xml_describes_exactly_16_registers() -> None:
+def test_target_xml_has_16_general_and_16_x87_registers() -> None:
     root = ET.fromstring(regs.target_xml().split("\n", 2)[2])
     assert root.findtext("architecture") == "i386"
-    names = [reg.get("name") for reg in root.iter("reg")]
-    assert names == list(regs.REGISTER_NAMES)
-    assert {reg.get("bitsize") for reg in root.iter("reg")} == {"32"}
+    features = [f.get("name") for f in root.iter("feature")]
+    assert features == ["org.gnu.gdb.i386.core"]
+    found = [
+        (r.get("name"), r.get("bitsize"), r.get("regnum")) for r in root.iter("reg")
+    ]
+    general = [(name, "32", str(i)) for i, name in enumerate(regs.REGISTER_NAMES)]
+    assert found[:16] == general
+    assert [name for name, _, _ in found[16:]][:9] == [
+        *(f"st{i}" for i in range(8)),
+        "fctrl",
+    ]
+    assert [int(num or 0) for _, _, num in found] == list(range(32))
 
 
 # -- the session: registers ------------------------------------------------------
@@ -309,7 +325,9 @@ def test_p_and_p_packets() -> None:
     assert ask(session, "P8=78563412") == b"OK"
     assert target.registers[1]["eip"] == 0x12345678
     assert ask(session, "p8") == b"78563412"
-    for bad in ("p10", "p", "pxyz", "P8=12", "P8", "P99=00000000"):
+    assert ask(session, "p10") == b"x" * 20  # st0: unavailable, 80 bits
+    assert ask(session, "p1f") == b"x" * 8  # fop
+    for bad in ("p20", "p", "pxyz", "P8=12", "P8", "P99=00000000", "P10=00000000"):
         assert ask(session, bad) == b"E01", bad
 
 
@@ -560,3 +578,151 @@ def test_no_thread_alive_is_an_error() -> None:
     session, _ = make_session(thread_ids=[])
     assert ask(session, "qC") == b"E01"
     assert ask(session, "g") == b"E01"
+
+
+# -- the TCP server -------------------------------------------------------------------
+
+
+class RunningTarget(FakeTarget):
+    """Steps add one to eip; continue runs to the next breakpoint, or exits 7.
+
+    With ``hang`` set, continue waits for :meth:`interrupt` and stops with
+    SIGINT, like a program in an endless loop.
+    """
+
+    def __init__(self, hang: bool = False) -> None:
+        super().__init__()
+        self.hang = hang
+        self.interrupted = threading.Event()
+        self.write_registers(1, {"eip": 0x1000, "esp": 0x2000, "ebp": 0x2000})
+
+    def resume(self, step: bool, thread: int | None, signal: int = 0) -> StopReason:
+        self.resumes.append((step, thread, signal))
+        tid = thread or 1
+        eip = self.read_registers(tid)["eip"]
+        if step:
+            self.write_registers(tid, {"eip": eip + 1})
+            return StopReason.signal(Signal.SIGTRAP, tid)
+        if self.hang:
+            self.interrupted.wait(10)
+            return StopReason.signal(Signal.SIGINT, tid)
+        later = sorted(
+            a for k, a, _ in self.breakpoints if k is BreakKind.SOFTWARE and a > eip
+        )
+        if not later:
+            return StopReason.exited(7)
+        self.write_registers(tid, {"eip": later[0]})
+        return StopReason.signal(Signal.SIGTRAP, tid, swbreak=True)
+
+    def interrupt(self) -> None:
+        super().interrupt()
+        self.interrupted.set()
+
+
+def serve_in_thread(target: FakeTarget) -> tuple[GdbServer, list[StopReason]]:
+    server = GdbServer(target)
+    result: list[StopReason] = []
+    threading.Thread(
+        target=lambda: result.append(
+            server.serve(StopReason.signal(Signal.SIGTRAP, 1))
+        ),
+        daemon=True,
+    ).start()
+    return server, result
+
+
+def wait_for(result: list[StopReason]) -> StopReason:
+    for _ in range(500):
+        if result:
+            return result[0]
+        time.sleep(0.01)
+    raise AssertionError("the server did not finish")
+
+
+def read_until(sock: socket.socket, end: bytes) -> bytes:
+    data = b""
+    while not data.endswith(end):
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def test_server_ack_nack_interrupt_and_detach_on_disconnect() -> None:
+    target = RunningTarget(hang=True)
+    server, result = serve_in_thread(target)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"$?#3f")
+        assert read_until(sock, frame(b"T05thread:1;")) == b"+" + frame(b"T05thread:1;")
+        sock.sendall(b"+$g#00")  # bad checksum
+        assert sock.recv(1) == b"-"
+        sock.sendall(frame(b"c"))
+        time.sleep(0.1)
+        sock.sendall(b"\x03")
+        reply = read_until(sock, frame(b"T02thread:1;"))
+        assert reply.endswith(frame(b"T02thread:1;"))
+        sock.sendall(b"-")  # ask again
+        assert read_until(sock, frame(b"T02thread:1;")) == frame(b"T02thread:1;")
+    assert wait_for(result) == StopReason.signal(Signal.SIGINT, 1)
+    assert target.events == ["interrupt", "detach"]
+    server.close()
+
+
+def test_server_survives_garbage_and_kill() -> None:
+    target = RunningTarget()
+    server, result = serve_in_thread(target)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"junk$#00$m1000,zz#%02x" % checksum(b"m1000,zz"))
+        assert read_until(sock, frame(b"E01")).endswith(frame(b"E01"))
+        sock.sendall(b"+" + frame(b"k"))
+        assert sock.recv(100) == b"+"
+        assert sock.recv(100) == b""
+    assert wait_for(result).running
+    assert target.events == ["kill"]
+
+
+GDB = shutil.which("gdb")
+
+
+@pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+def test_real_gdb_against_a_fake_target() -> None:
+    target = RunningTarget()
+    server, result = serve_in_thread(target)
+    commands = [
+        f"target remote 127.0.0.1:{server.port}",
+        "info registers eip esp",
+        "p $st0",
+        "p $xmm0",
+        "set $eax = 0x1234",
+        "p/x $eax",
+        "x/4xb 0x1000",
+        "x/4xb 0",
+        "set var *(unsigned char *)0x1001 = 0x77",
+        "x/2xb 0x1000",
+        "stepi",
+        "p $pc",
+        "break *0x1010",
+        "continue",
+        "p $pc",
+        "info threads",
+        "continue",
+    ]
+    args = [GDB or "gdb", "-nx", "-batch", "-ex", "set architecture i386"]
+    for command in commands:
+        args += ["-ex", command]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    out = done.stdout + done.stderr
+    assert "rejected" not in out, out
+    assert re.search(r"eip\s+0x1000\s", out), out
+    assert "$1 = <unavailable>" in out, out
+    assert "$2 = void" in out, out
+    assert "$3 = 0x1234" in out, out
+    assert "0x1000:\t0x00\t0x01\t0x02\t0x03" in out, out
+    assert "Cannot access memory at address 0x0" in out, out
+    assert "0x1000:\t0x00\t0x77" in out, out
+    assert "$4 = (void (*)()) 0x1001" in out, out
+    assert "hit Breakpoint 1" in out and "$5 = (void (*)()) 0x1010" in out, out
+    assert "exited with code 07" in out, out
+    assert wait_for(result) == StopReason.exited(7)
+    assert target.registers[1]["eax"] == 0x1234
+    server.close()

@@ -161,9 +161,11 @@ class GdbSession:
 
     def _read_register(self, args: str) -> Reply:
         self._require_alive()
-        name = regs.register_name(parse_hex_int(args))
+        number = parse_hex_int(args)
+        if number >= len(regs.REGISTER_NAMES):
+            return _text(regs.unavailable_register(number))
         values = self._target.read_registers(self._current_thread())
-        return _text(regs.encode_register(values[name]))
+        return _text(regs.encode_register(values[regs.register_name(number)]))
 
     def _write_register(self, args: str) -> Reply:
         self._require_alive()

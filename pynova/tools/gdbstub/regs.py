@@ -1,12 +1,18 @@
 """The i386 register file as gdb sees it over the remote protocol.
 
-Decision: the stub describes exactly the 16 general registers that the
-emulated user program has (eax ecx edx ebx esp ebp esi edi eip eflags cs ss
-ds es fs gs, 32 bits each, little-endian, gdb numbers 0..15) in a target
-description served by ``qXfer:features:read:target.xml``. Without it gdb
-assumes the x87 and SSE registers as well; pynova's user programs have no
-FPU state to show, so the stub would have to invent it. A ``g`` reply is
-therefore 16 x 8 hex digits.
+Decision: the ``g`` packet carries exactly the 16 general registers (eax
+ecx edx ebx esp ebp esi edi eip eflags cs ss ds es fs gs, 32 bits each,
+little-endian, gdb numbers 0..15), 16 x 8 hex digits.
+
+The target description (``qXfer:features:read:target.xml``) cannot stop at
+those 16: gdb 13 checks that the ``org.gnu.gdb.i386.core`` feature also
+holds the x87 registers (numbers 16..31: st0..st7, fctrl .. fop) and
+otherwise prints "Architecture rejected target-supplied description" and
+falls back to its default i386 description with SSE as well. So the
+description lists the 16 general plus the 16 x87 registers, and no SSE
+feature. The x87 registers are not in the ``g`` reply (gdb accepts a short
+one) and a ``p`` for them answers "unavailable" (``x`` digits), which gdb
+shows as ``<unavailable>``: pynova does not expose FPU state.
 """
 
 from __future__ import annotations
@@ -20,6 +26,23 @@ REGISTER_NAMES: tuple[str, ...] = (
     "eip", "eflags", "cs", "ss", "ds", "es", "fs", "gs",
 )  # fmt: skip
 REGISTER_BYTES = 4
+#: The x87 registers gdb's i386 core feature requires, with their bit sizes.
+X87_REGISTERS: tuple[tuple[str, int], ...] = (
+    *((f"st{i}", 80) for i in range(8)),
+    *(
+        (name, 32)
+        for name in (
+            "fctrl",
+            "fstat",
+            "ftag",
+            "fiseg",
+            "fioff",
+            "foseg",
+            "fooff",
+            "fop",
+        )
+    ),
+)
 G_PACKET_BYTES = REGISTER_BYTES * len(REGISTER_NAMES)
 
 Registers = dict[str, int]
@@ -43,6 +66,11 @@ def _reg_line(number: int, name: str) -> str:
     return f'    <reg name="{name}" bitsize="32" type="{kind}" regnum="{number}"/>'
 
 
+def _x87_line(number: int, name: str, bits: int) -> str:
+    kind = "i387_ext" if bits == 80 else 'int" group="float'
+    return f'    <reg name="{name}" bitsize="{bits}" type="{kind}" regnum="{number}"/>'
+
+
 def _eflags_lines() -> list[str]:
     fields = [
         f'      <field name="{n}" start="{b}" end="{b}"/>' for b, n in _EFLAGS_BITS
@@ -51,8 +79,10 @@ def _eflags_lines() -> list[str]:
 
 
 def target_xml() -> str:
-    """The target description: i386, the 16 core registers and no more."""
+    """The target description: i386, the general and the x87 registers."""
     regs = [_reg_line(i, name) for i, name in enumerate(REGISTER_NAMES)]
+    first_x87 = len(REGISTER_NAMES)
+    regs += [_x87_line(first_x87 + i, *reg) for i, reg in enumerate(X87_REGISTERS)]
     return "\n".join(
         [
             '<?xml version="1.0"?>',
@@ -101,3 +131,14 @@ def register_name(number: int) -> str:
     if not 0 <= number < len(REGISTER_NAMES):
         raise IndexError(f"no register number {number}")
     return REGISTER_NAMES[number]
+
+
+def unavailable_register(number: int) -> str:
+    """The ``p`` reply for an x87 register: ``x`` digits of its size.
+
+    ``IndexError`` for a number that is neither general nor x87.
+    """
+    index = number - len(REGISTER_NAMES)
+    if not 0 <= index < len(X87_REGISTERS):
+        raise IndexError(f"no register number {number}")
+    return "x" * (X87_REGISTERS[index][1] // 4)
