@@ -372,9 +372,10 @@ def list_examples() -> list[tuple[str, str]]:
 
 
 def _sources_hash() -> str:
-    """Hash of every file under user/ plus the compiler flags."""
+    """Hash of every file under user/, the compiler flags and this module."""
     h = hashlib.sha256()
     h.update("\0".join(CFLAGS).encode())
+    h.update(Path(__file__).read_bytes())  # the build recipe itself
     for path in sorted(p for p in USER_DIR.rglob("*") if p.is_file()):
         if path.suffix in {".o", ".pyc"} or "__pycache__" in path.parts:
             continue
