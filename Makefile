@@ -1,0 +1,37 @@
+# Two commands: `make run` (set up, build the user programs, boot hello) and
+# `make test`. Both create the virtual environment they need.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PYNOVA := $(VENV)/bin/pynova
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test examples bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+examples: $(STAMP)
+	$(PY) -m pynova.toolchain
+
+# hello returns from main into the seed's ud2: pynova reports the Invalid
+# Opcode exception and exits with 132 (128 + SIGILL), as docs/ABI.md says.
+run: examples
+	$(PYNOVA) run hello || [ $$? -eq 132 ]
+
+test: examples
+	@command -v gdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq gdb) \
+	  || echo "warning: gdb is missing and could not be installed; gdb tests will fail"
+	$(PY) -m pytest -n 2 tests
+
+bench: examples
+	$(PY) benchmarks/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pynova tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

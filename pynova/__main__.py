@@ -1,0 +1,5 @@
+import sys
+
+from pynova.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""Ec (NOVA's execution context): one thread of user execution, and
+``root_invoke``, which makes the first one from the boot module (the seed's
+assignment: parse the ELF headers, map the segments, iret to the entry)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from pynova.kernel import layout
+from pynova.kernel.elf import PF_W, PF_X, PT_LOAD
+from pynova.kernel.loader import Plan
+from pynova.kernel.pd import Pd
+from pynova.machine.cpu import Regs
+
+
+class EcState(enum.Enum):
+    READY = "ready"
+    DEAD = "dead"
+
+
+@dataclass
+class Ec:
+    """A thread: its saved user registers and the address space it runs in."""
+
+    id: int
+    pd: Pd
+    regs: Regs
+    state: EcState = EcState.READY
+    stack_top: int = 0
+    started: bool = field(default=False)
+
+    @classmethod
+    def create(cls, ec_id: int, pd: Pd, eip: int, esp: int) -> Ec:
+        regs = Regs(eip=eip, esp=esp, eflags=layout.USER_EFLAGS, cs=layout.SEL_USER_CODE,
+                    ss=layout.SEL_USER_DATA, ds=layout.SEL_USER_DATA,
+                    es=layout.SEL_USER_DATA, fs=layout.SEL_USER_DATA,
+                    gs=layout.SEL_USER_DATA)
+        return cls(ec_id, pd, regs, stack_top=esp)
+
+    def iret_frame(self) -> list[int]:
+        """The five words iret pops (SDM vol. 3A, 6.12.1, Figure 6-4): the
+        seed's [entry, SEL_USER_CODE, 0x200, 0x2000, SEL_USER_DATA]."""
+        r = self.regs
+        return [r.eip, layout.SEL_USER_CODE, r.eflags, r.esp, layout.SEL_USER_DATA]
+
+
+def segment_lines(plan: Plan, module_phys: int) -> list[str]:
+    """The seed's step 1: each PT_LOAD's virt/phys (aligned down) and size
+    (aligned up), plus the rights its pages get."""
+    lines = []
+    for ph in plan.phs:
+        if ph.type != PT_LOAD or not ph.memsz:
+            continue
+        virt = layout.align_down(ph.vaddr)
+        size = layout.align_up(ph.vaddr + ph.memsz) - virt
+        phys = module_phys + layout.align_down(ph.offset)
+        rights = "r" + ("w" if ph.flags & PF_W else "-") + ("x" if ph.flags & PF_X else "-")
+        lines.append(f"  segment virt {virt:#010x} phys {phys:#010x} size {size:#x} {rights}")
+    return lines

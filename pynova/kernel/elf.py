@@ -1,0 +1,114 @@
+"""ELF headers as the kernel reads them (the seed's ``Eh`` and ``Ph``).
+
+Layouts: System V ABI, "ELF Header" and "Program Header" (gabi41, ch. 4),
+32-bit little-endian.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+ELF_MAGIC = b"\x7fELF"
+ELFCLASS32 = 1
+ELFDATA2LSB = 1
+ET_EXEC = 2
+EM_386 = 3
+PT_LOAD = 1
+PF_X, PF_W, PF_R = 1, 2, 4
+
+EH = struct.Struct("<16sHHIIIIIHHHHHH")
+PH = struct.Struct("<8I")
+
+ET_NAMES = {0: "NONE", 1: "REL", 2: "EXEC", 3: "DYN", 4: "CORE"}
+PT_NAMES = {0: "NULL", 1: "LOAD", 2: "DYNAMIC", 3: "INTERP", 4: "NOTE", 5: "SHLIB",
+            6: "PHDR", 7: "TLS", 0x6474E550: "GNU_EH_FRAME", 0x6474E551: "GNU_STACK",
+            0x6474E552: "GNU_RELRO"}
+
+
+class ElfError(Exception):
+    """The module is not an ELF executable this kernel can run."""
+
+
+@dataclass(frozen=True)
+class Eh:
+    """Elf32_Ehdr."""
+
+    ident: bytes
+    type: int
+    machine: int
+    version: int
+    entry: int
+    phoff: int
+    shoff: int
+    flags: int
+    ehsize: int
+    phentsize: int
+    phnum: int
+    shentsize: int
+    shnum: int
+    shstrndx: int
+
+    @classmethod
+    def unpack(cls, image: bytes) -> Eh:
+        if len(image) < EH.size:
+            raise ElfError(f"truncated ELF header: {len(image)} bytes, need {EH.size}")
+        return cls(*EH.unpack_from(image))
+
+    @property
+    def elf_class(self) -> int:
+        return self.ident[4]
+
+    @property
+    def data(self) -> int:
+        return self.ident[5]
+
+
+@dataclass(frozen=True)
+class Ph:
+    """Elf32_Phdr."""
+
+    type: int
+    offset: int
+    vaddr: int
+    paddr: int
+    filesz: int
+    memsz: int
+    flags: int
+    align: int
+
+    @classmethod
+    def unpack(cls, image: bytes, offset: int) -> Ph:
+        return cls(*PH.unpack_from(image, offset))
+
+    @property
+    def flag_string(self) -> str:
+        return ("R" if self.flags & PF_R else " ") + ("W" if self.flags & PF_W else " ") + \
+            ("E" if self.flags & PF_X else " ")
+
+
+def check_header(image: bytes) -> Eh:
+    """The seed's step 1 checks, one reason per failure."""
+    if len(image) < 4 or image[:4] != ELF_MAGIC:
+        raise ElfError("bad magic: not an ELF file")
+    eh = Eh.unpack(image)
+    if eh.elf_class != ELFCLASS32:
+        raise ElfError(f"ELF class {eh.elf_class} is not 32-bit (1)")
+    if eh.data != ELFDATA2LSB:
+        raise ElfError(f"data encoding {eh.data} is not little-endian (1)")
+    if eh.type != ET_EXEC:
+        raise ElfError(f"type {ET_NAMES.get(eh.type, eh.type)} is not an executable (EXEC)")
+    if eh.machine != EM_386:
+        raise ElfError(f"machine {eh.machine} is not i386 (3)")
+    if eh.phnum == 0:
+        raise ElfError("no program headers")
+    if eh.phentsize != PH.size:
+        raise ElfError(f"program header size {eh.phentsize} is not {PH.size}")
+    if eh.phoff + eh.phnum * PH.size > len(image):
+        raise ElfError(f"program headers at {eh.phoff:#x} ({eh.phnum} entries) "
+                       f"lie outside the file of {len(image)} bytes")
+    return eh
+
+
+def program_headers(image: bytes, eh: Eh) -> list[Ph]:
+    return [Ph.unpack(image, eh.phoff + i * PH.size) for i in range(eh.phnum)]

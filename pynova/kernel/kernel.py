@@ -1,0 +1,307 @@
+"""The kernel: boot, root_invoke, the scheduler loop and exception handling.
+
+One ``Kernel`` drives one ``Machine``; many can live in one process.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from dataclasses import dataclass, field
+
+from pynova import __version__
+from pynova.kernel import layout
+from pynova.kernel.boot import boot_machine, iret_stub_address
+from pynova.kernel.ec import Ec, EcState, segment_lines
+from pynova.kernel.elf import ElfError
+from pynova.kernel.exceptions import Fault, report_lines
+from pynova.kernel.kalloc import Kalloc, OutOfMemory
+from pynova.kernel.loader import plan as plan_load
+from pynova.kernel.pd import Pd
+from pynova.kernel.ptab import PRESENT, RW, USER, Ptab
+from pynova.kernel.syscall import Syscalls
+from pynova.machine import Machine
+from pynova.machine.cpu import Trap, TrapKind
+from pynova.machine.multiboot import BootInfo
+
+# Exit statuses of a run (docs/ABI.md).
+STATUS_LIMIT = 124
+STATUS_BOOT = 125
+STATUS_ELF = 126
+
+
+@dataclass
+class Outcome:
+    """How a task ended."""
+
+    status: int
+    reason: str              # exit | done | fault | limit | elf | boot
+    message: str = ""
+    fault: Fault | None = None
+
+
+@dataclass
+class _Pending:
+    """What a system call asked the kernel to do once the CPU has stopped."""
+
+    action: str
+    resume_eip: int
+    status: int = 0
+
+
+@dataclass
+class KernelStats:
+    syscalls: int = 0
+    switches: int = 0
+    entries: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class KernelPanic(Exception):
+    """The kernel cannot go on (a boot failure), with its exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Kernel:
+    """A NOVA-style kernel for one task (one Pd) with any number of Ecs."""
+
+    def __init__(self, machine: Machine, *, quantum: int | None = None) -> None:
+        self.machine = machine
+        self.memory = machine.memory
+        self.cpu = machine.cpu
+        self.console = machine.console
+        self.quantum = quantum
+        self.kalloc: Kalloc | None = None
+        self.boot_info: BootInfo | None = None
+        self.pd: Pd | None = None
+        self.ecs: list[Ec] = []
+        self.ready: collections.deque[Ec] = collections.deque()
+        self.current: Ec = None  # type: ignore[assignment]
+        self.outcome: Outcome | None = None
+        self.stats = KernelStats()
+        self._pending: _Pending | None = None
+        self.syscalls = Syscalls(self)
+        self.cpu.syscall_handler = self.syscalls
+        self.cpu.fetch_code = self._fetch_code  # type: ignore[attr-defined]
+
+    # ---------------------------------------------------------------- boot
+    def boot(self, mbi_addr: int) -> None:
+        """Start the machine from the Multiboot information at ``mbi_addr``."""
+        self.console.line(f"pynova {__version__} (NOVA-style microkernel in Python) "
+                          f"[Python {sys.version.split()[0]}, "
+                          f"Unicorn {getattr(self.cpu, 'version', '?')}]")
+        self.console.line()
+        self.boot_info = info = BootInfo.unpack(self.memory, mbi_addr)
+        boot_machine(self.memory, self.cpu)
+        first_free = max([layout.KERNEL_END] + [layout.align_up(m.end) for m in info.modules])
+        self.kalloc = Kalloc(self.memory, first_free, self.memory.size)
+
+    def root_invoke(self) -> None:
+        """The seed's assignment: load the boot module and make its first Ec."""
+        assert self.boot_info is not None and self.kalloc is not None
+        modules = self.boot_info.modules
+        if len(modules) != 1:
+            raise KernelPanic(f"boot error: need exactly one module, got {len(modules)}",
+                              STATUS_BOOT)
+        mod = modules[0]
+        self.console.line(f"load module from {mod.start:x} - {mod.end:x} "
+                          f"({mod.end - mod.start} bytes) : {mod.cmdline}")
+        image = self.memory.read(mod.start, mod.end - mod.start)
+        try:
+            plan = plan_load(image)
+        except ElfError as err:
+            raise KernelPanic(f"ELF error: {err}", STATUS_ELF) from None
+        for line in segment_lines(plan, mod.start):
+            self.console.line(line)
+        pd = self.new_pd()
+        try:
+            pd.load(plan, mod.start)
+        except OutOfMemory:
+            pd.destroy()
+            raise KernelPanic("boot error: out of memory while loading the module",
+                              STATUS_BOOT) from None
+        self.pd = pd
+        self.current = self.new_ec(plan.eh.entry, layout.USER_STACK_TOP)
+
+    def new_pd(self) -> Pd:
+        assert self.kalloc is not None
+        ptab = Ptab(self.memory, self.kalloc, layout.KERNEL_PD_PHYS, self.cpu.invalidate_tlb)
+        return Pd(self.memory, self.kalloc, ptab)
+
+    def new_ec(self, eip: int, esp: int) -> Ec:
+        assert self.pd is not None
+        ec = Ec.create(len(self.ecs), self.pd, eip, esp)
+        self.ecs.append(ec)
+        self.ready.append(ec)
+        return ec
+
+    def ec_address(self, ec: Ec) -> int:
+        """A stable kernel-virtual name for an Ec (the reference prints one)."""
+        return layout.kvirt(layout.KSTACK_PHYS) + 0x40 * ec.id
+
+    def _fetch_code(self, virt: int, size: int) -> bytes:
+        pd = self.current.pd
+        return pd.read_user(virt, size) if pd is not None else b""
+
+    # ------------------------------------------------------------ running
+    def run(self, *, max_insns: int | None = None, timeout: float | None = None) -> Outcome:
+        """Run until the task ends or a limit is reached."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if max_insns is not None:
+            self.cpu.set_counting(True)
+        while self.outcome is None:
+            self.run_slice(max_insns=max_insns, deadline=deadline)
+        return self.outcome
+
+    def run_slice(self, *, max_insns: int | None = None, deadline: float | None = None,
+                  single_step: bool = False) -> Trap | None:
+        """Run the current Ec once until the CPU stops; handle why. Returns
+        the trap when a debugger should look at it (breakpoint, step,
+        interrupt), else None."""
+        if not self.ready:
+            self.finish(Outcome(0, "done", "no thread left"))
+            return None
+        ec = self.ready[0]
+        self.current = ec
+        budget = self._budget(max_insns, single_step)
+        if budget is not None and budget <= 0:
+            self._limit(f"limit: {self.cpu.instructions} instructions executed (--max-insns)")
+            return None
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            self._limit("limit: time is up (--timeout)")
+            return None
+        trap = self.enter_user(ec, budget, remaining)
+        return self.handle(ec, trap, max_insns, single_step)
+
+    def _budget(self, max_insns: int | None, single_step: bool) -> int | None:
+        budget = None
+        if max_insns is not None:
+            budget = max_insns - self.cpu.instructions
+        if self.quantum is not None and len(self.ready) > 1:
+            budget = self.quantum if budget is None else min(budget, self.quantum)
+        if single_step:
+            budget = 1
+        return budget
+
+    def enter_user(self, ec: Ec, budget: int | None, timeout: float | None) -> Trap:
+        """Return to user mode the way NOVA does: load the general registers,
+        put the iret frame on the kernel stack and execute iret in ring 0."""
+        self.stats.entries += 1
+        cpu = self.cpu
+        cpu.enter_kernel()
+        cpu.write_cr(3, ec.pd.ptab.root)
+        cpu.write_regs(ec.regs)
+        frame = layout.KSTACK_TOP_PHYS - 20
+        for i, word in enumerate(ec.iret_frame()):
+            self.memory.w32(frame + 4 * i, word)
+        cpu.write_reg("esp", layout.kvirt(frame))
+        # The iret itself is one more instruction for the budget to allow.
+        return cpu.run(iret_stub_address(), max_insns=None if budget is None else budget + 1,
+                       timeout=timeout)
+
+    def save_user_state(self, ec: Ec, eip: int) -> None:
+        ec.regs = self.cpu.read_regs()
+        ec.regs.eip = eip
+
+    def handle(self, ec: Ec, trap: Trap, max_insns: int | None,
+               single_step: bool) -> Trap | None:
+        kind = trap.kind
+        self.save_user_state(ec, trap.eip)
+        if kind is TrapKind.SYSCALL_STOP:
+            self._do_pending(ec)
+        elif kind is TrapKind.EXCEPTION:
+            self.user_exception(ec, trap)
+        elif kind is TrapKind.BUDGET:
+            if single_step:
+                return trap
+            if max_insns is not None and self.cpu.instructions >= max_insns:
+                self._limit(f"limit: {max_insns} instructions executed (--max-insns)")
+            else:
+                self._rotate()
+        elif kind is TrapKind.TIMEOUT:
+            self._limit("limit: time is up (--timeout)")
+        else:  # BREAKPOINT, WATCHPOINT, INTERRUPTED, HALT: for a debugger
+            return trap
+        return None
+
+    # ------------------------------------------------- scheduler actions
+    def after_syscall(self, action: str, resume_eip: int, status: int = 0) -> None:
+        """Called by a system call that needs the CPU stopped first."""
+        self._pending = _Pending(action, resume_eip, status)
+        self.cpu.stop_after_syscall(resume_eip)
+
+    def _do_pending(self, ec: Ec) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        if pending.action == "exit":
+            self.finish(Outcome(pending.status, "exit", f"exit({pending.status})"))
+        elif pending.action == "yield":
+            self._rotate()
+        elif pending.action == "thr_exit":
+            self._kill(ec)
+
+    def _rotate(self) -> None:
+        self.stats.switches += 1
+        self.ready.rotate(-1)
+
+    def _kill(self, ec: Ec) -> None:
+        ec.state = EcState.DEAD
+        self.ready.remove(ec)
+        if not self.ready:
+            self.finish(Outcome(0, "done", "no thread left"))
+
+    def thr_create(self, eip: int, stack_top: int) -> int:
+        if eip >= layout.USER_END or stack_top >= layout.USER_END + 1:
+            return 0xFFFFFFFF
+        self.new_ec(eip, stack_top)
+        return 0
+
+    def nbrk(self, new_break: int) -> int:
+        """The heap call (issue 3 extends this): 0 asks for the current break."""
+        pd = self.current.pd
+        if new_break == 0:
+            return pd.brk
+        if not pd.initial_break <= new_break <= layout.USER_BREAK_LIMIT:
+            return 0
+        old = pd.brk
+        start = layout.align_up(old)
+        end = layout.align_up(new_break)
+        mapped: list[int] = []
+        try:
+            for page in range(start, end, layout.PAGE_SIZE):
+                pd.map_fresh(page, PRESENT | RW | USER)
+                mapped.append(page)
+        except OutOfMemory:
+            for page in mapped:
+                pd.unmap(page)
+            pd.ptab.flush()
+            return 0
+        for page in range(end, start, layout.PAGE_SIZE):
+            pd.unmap(page)
+        if end < start:
+            pd.ptab.flush()
+        if new_break > old and old % layout.PAGE_SIZE:
+            pd.write_user(old, bytes(min(new_break, layout.align_up(old)) - old))
+        pd.brk = new_break
+        return old
+
+    # --------------------------------------------------------- endings
+    def user_exception(self, ec: Ec, trap: Trap) -> None:
+        fault = Fault(trap.vector or 0, trap.eip, trap.cr2, trap.error_code, ec.id)
+        for line in report_lines(fault, ec.regs, len(self.ecs)):
+            self.console.line(line)
+        self.finish(Outcome(128 + fault.signal, "fault", fault.name, fault))
+
+    def _limit(self, message: str) -> None:
+        self.console.line(message)
+        self.finish(Outcome(STATUS_LIMIT, "limit", message))
+
+    def finish(self, outcome: Outcome) -> None:
+        if self.outcome is None:
+            self.outcome = outcome

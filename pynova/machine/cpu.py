@@ -1,0 +1,104 @@
+"""The CPU seam: what the kernel may ask of a processor, whatever emulates it.
+
+The kernel drives the CPU with ``run`` and gets back a ``Trap`` that says why
+the CPU stopped running the user context. System calls do not stop the CPU:
+the backend calls the kernel's ``SyscallHandler`` in the middle of ``run`` and
+resumes the user right after ``sysenter`` (with ``esp = ecx``), as a
+``sysenter``/``sysexit`` pair does.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+#: Names of the user register file, in the order of Intel's PUSHAD
+#: (SDM vol. 2B, "PUSHA/PUSHAD") followed by eip and eflags.
+GPR_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+SEGMENT_NAMES = ("cs", "ss", "ds", "es", "fs", "gs")
+
+
+@dataclass(slots=True)
+class Regs:
+    """A user register file."""
+
+    eax: int = 0
+    ecx: int = 0
+    edx: int = 0
+    ebx: int = 0
+    esp: int = 0
+    ebp: int = 0
+    esi: int = 0
+    edi: int = 0
+    eip: int = 0
+    eflags: int = 0x202
+    cs: int = 0
+    ss: int = 0
+    ds: int = 0
+    es: int = 0
+    fs: int = 0
+    gs: int = 0
+
+    def copy(self) -> Regs:
+        return Regs(*(getattr(self, f) for f in self.__slots__))  # type: ignore[attr-defined]
+
+
+class TrapKind(enum.Enum):
+    EXCEPTION = "exception"      # a fault, trap or abort raised by the CPU
+    SYSCALL_STOP = "syscall"     # the system-call handler asked the CPU to stop
+    BUDGET = "budget"            # the instruction budget of this run is spent
+    TIMEOUT = "timeout"          # the wall-clock budget of this run is spent
+    BREAKPOINT = "breakpoint"    # a debugger breakpoint address was reached
+    WATCHPOINT = "watchpoint"    # a debugger watchpoint was hit
+    INTERRUPTED = "interrupted"  # someone called request_stop()
+    HALT = "halt"                # the CPU executed hlt in ring 0
+
+
+@dataclass(frozen=True, slots=True)
+class Trap:
+    """Why ``Cpu.run`` returned. ``eip`` is where the user context stands now:
+    the faulting instruction for faults, the next one for traps."""
+
+    kind: TrapKind
+    eip: int
+    vector: int | None = None
+    error_code: int = 0
+    cr2: int = 0
+    address: int = 0  # the data address of a watchpoint hit
+
+
+#: A system-call handler gets (number in al, esi, edi, ecx, edx, eip of the
+#: sysenter) and returns the new eax, or None to leave eax unchanged.
+SyscallHandler = Callable[[int, int, int, int, int, int], "int | None"]
+
+
+class Cpu(Protocol):
+    """What the kernel needs from a processor (one core, IA-32 with paging)."""
+
+    syscall_handler: SyscallHandler | None
+    instructions: int  # executed user instructions, when counting is on
+
+    def read_regs(self) -> Regs: ...
+    def write_regs(self, regs: Regs) -> None: ...
+    def read_reg(self, name: str) -> int: ...
+    def write_reg(self, name: str, value: int) -> None: ...
+    def write_cr(self, n: int, value: int) -> None: ...
+    def read_cr(self, n: int) -> int: ...
+    def write_msr(self, msr: int, value: int) -> None: ...
+    def load_gdtr(self, base: int, limit: int) -> None: ...
+    def load_idtr(self, base: int, limit: int) -> None: ...
+    def load_tr(self, selector: int, base: int, limit: int, access: int) -> None: ...
+    def load_segment(self, name: str, selector: int) -> None: ...
+    def save_kernel_state(self) -> None: ...
+    def enter_kernel(self) -> None: ...
+    def run(self, eip: int, *, max_insns: int | None = None,
+            timeout: float | None = None) -> Trap: ...
+    def stop_after_syscall(self, resume_eip: int | None = None) -> None: ...
+    def request_stop(self) -> None: ...
+    def invalidate_tlb(self) -> None: ...
+    def invalidate_code(self, address: int, size: int) -> None: ...
+    def set_counting(self, on: bool) -> None: ...
+    def add_breakpoint(self, address: int) -> None: ...
+    def remove_breakpoint(self, address: int) -> None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,395 @@
+"""The first CPU backend: Unicorn 2 (QEMU's TCG) through its C API.
+
+What Unicorn does not model, and how this backend makes up for it:
+
+* Unicorn reports exceptions to a hook instead of delivering them through
+  the guest's IDT. The backend stops there and returns a ``Trap``; the page-
+  fault error code, which the hardware would push on the kernel stack, is read
+  from the saved CPU state (``error_code`` of QEMU's CPUX86State), whose
+  offset is found once per CPU by planting a marker in DR0 next to it.
+* ``sysenter`` with a hook installed is not executed by Unicorn: the hook runs
+  in the middle of the instruction and the CPU goes on after it. The backend
+  calls the kernel's system-call handler there and then does what the
+  kernel's ``sysexit`` would: ``esp = ecx``, continue at ``edx``.
+* Unicorn cannot change CS to a more privileged selector with a register
+  write. Entering the kernel after a trap therefore restores a ring-0 state
+  saved at boot (``enter_kernel``), the backend's analogue of the
+  privilege switch of an interrupt gate (Intel SDM vol. 3A, 6.12.1).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import byref, c_size_t, c_uint64, c_void_p
+from typing import Callable
+
+from pynova.machine import uc_abi as uc
+from pynova.machine.cpu import Regs, SyscallHandler, Trap, TrapKind
+from pynova.machine.memory import PhysicalMemory
+
+# Past the 32-bit address space: emu_start's "until" never matches an eip.
+_NO_UNTIL = c_uint64(1 << 32)
+_USER_LIMIT = 0xC0000000
+_REGS_ORDER = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip",
+               "eflags", "cs", "ss", "ds", "es", "fs", "gs")
+_GPRS_NO_ESP = ("eax", "ecx", "edx", "ebx", "ebp", "esi", "edi")
+# Vectors that push an error code (Intel SDM vol. 3A, 6.13, Table 6-1).
+_HAS_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
+# Vectors of the trap class: the saved eip is that of the next instruction.
+_TRAP_CLASS = frozenset({3, 4})
+_DR0_MARKER = 0x5EED_C0DE
+
+
+class CpuError(RuntimeError):
+    """The emulator itself failed (not a guest exception)."""
+
+
+def _check(err: int, what: str, lib: ctypes.CDLL) -> None:
+    if err != uc.UC_ERR_OK:
+        raise CpuError(f"{what}: {lib.uc_strerror(err).decode()}")
+
+
+class _RegBatch:
+    """Preallocated arguments for one uc_reg_read_batch/uc_reg_write_batch call."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        n = len(names)
+        self.count = n
+        self.ids = (ctypes.c_int * n)(*(uc.REG[name] for name in names))
+        self.values = (c_uint64 * n)()
+        base = ctypes.addressof(self.values)
+        self.ptrs = (c_void_p * n)(*(base + 8 * i for i in range(n)))
+
+
+class UnicornCpu:
+    """One IA-32 core emulated by Unicorn, running on ``memory`` as its RAM."""
+
+    def __init__(self, memory: PhysicalMemory) -> None:
+        self._lib = lib = uc.load_library()
+        self.version = uc.version_string(lib)
+        self._uc = c_void_p()
+        _check(lib.uc_open(uc.UC_ARCH_X86, uc.UC_MODE_32, byref(self._uc)), "uc_open", lib)
+        _check(lib.uc_mem_map_ptr(self._uc, 0, memory.size, uc.UC_PROT_ALL,
+                                  memory.host_address), "uc_mem_map_ptr", lib)
+        self._memory = memory
+        self.syscall_handler: SyscallHandler | None = None
+        self.instructions = 0
+        self._pending: Trap | None = None
+        self._resume_at: int | None = None
+        self._callbacks: list[object] = []  # keep ctypes thunks alive
+        self._hooks: dict[object, int] = {}
+        self._one = c_uint64()
+        self._sys = _RegBatch(("eax", "esi", "edi", "ecx", "edx", "eip", "esp"))
+        self._all = _RegBatch(_REGS_ORDER)
+        self._gprs = _RegBatch(_GPRS_NO_ESP)
+        self._eax_id = uc.REG["eax"]
+        self._esp_id = uc.REG["esp"]
+        self._kernel_ctx = self._alloc_context()
+        self._scratch_ctx = self._alloc_context()
+        self._error_code_offset = self._locate_error_code()
+        self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._on_sysenter),
+                       extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
+        self._add_hook(uc.UC_HOOK_INTR, uc.HOOK_INTR(self._on_interrupt))
+        self._breakpoints: dict[int, int] = {}
+        self._skip_breakpoint: int | None = None
+        self._block_sizes: dict[tuple[int, int], int] = {}
+        self._block_start = 0
+        self._block_size = 0
+        self._counting_hook: int | None = None
+        self._decoder = None
+        #: Reads user code at a virtual address; the kernel provides it,
+        #: since only it knows the address space (used for counting).
+        self.fetch_code: Callable[[int, int], bytes] | None = None
+
+    # ----------------------------------------------------------- plumbing
+    def _add_hook(self, kind: int, callback: object, begin: int = 1, end: int = 0,
+                  extra: tuple = ()) -> int:
+        handle = c_size_t()
+        err = self._lib.uc_hook_add(self._uc, byref(handle), kind, callback, None,
+                                    c_uint64(begin), c_uint64(end), *extra)
+        _check(err, "uc_hook_add", self._lib)
+        self._callbacks.append(callback)
+        return handle.value
+
+    def _del_hook(self, handle: int) -> None:
+        _check(self._lib.uc_hook_del(self._uc, c_size_t(handle)), "uc_hook_del", self._lib)
+
+    def _alloc_context(self) -> c_void_p:
+        ctx = c_void_p()
+        _check(self._lib.uc_context_alloc(self._uc, byref(ctx)), "uc_context_alloc", self._lib)
+        return ctx
+
+    def _locate_error_code(self) -> int:
+        """Offset of CPUX86State.error_code inside a saved context.
+
+        In QEMU's CPUX86State (target/i386/cpu.h) ``int error_code`` is
+        followed by ``int exception_is_int``, ``target_ulong
+        exception_next_eip`` and ``target_ulong dr[8]``; Unicorn builds the
+        x86 target 64-bit, so error_code lies 16 bytes before dr[0].
+        """
+        self.write_reg("dr0", _DR0_MARKER)
+        self._lib.uc_context_save(self._uc, self._scratch_ctx)
+        size = self._lib.uc_context_size(self._uc)
+        raw = ctypes.string_at(self._scratch_ctx, size)
+        self.write_reg("dr0", 0)
+        at = raw.find(_DR0_MARKER.to_bytes(8, "little"))
+        if at < 16:
+            raise CpuError("cannot find the exception state in Unicorn's CPU context")
+        return at - 16
+
+    def _exception_state(self) -> tuple[int, bool]:
+        self._lib.uc_context_save(self._uc, self._scratch_ctx)
+        base = self._scratch_ctx.value + self._error_code_offset
+        error_code = ctypes.c_int32.from_address(base).value & 0xFFFFFFFF
+        is_software_int = ctypes.c_int32.from_address(base + 4).value != 0
+        return error_code, is_software_int
+
+    # ----------------------------------------------------------- registers
+    def read_reg(self, name: str) -> int:
+        self._lib.uc_reg_read(self._uc, uc.REG[name], byref(self._one))
+        return self._one.value & 0xFFFFFFFF
+
+    def write_reg(self, name: str, value: int) -> None:
+        self._one.value = value & 0xFFFFFFFF
+        _check(self._lib.uc_reg_write(self._uc, uc.REG[name], byref(self._one)),
+               f"write {name}", self._lib)
+
+    def read_regs(self) -> Regs:
+        b = self._all
+        self._lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
+        return Regs(*(v & 0xFFFFFFFF for v in b.values))
+
+    def write_regs(self, regs: Regs) -> None:
+        """Write the general-purpose registers except esp (iret loads it)."""
+        b = self._gprs
+        for i, name in enumerate(_GPRS_NO_ESP):
+            b.values[i] = getattr(regs, name)
+        self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
+
+    def read_cr(self, n: int) -> int:
+        return self.read_reg(f"cr{n}")
+
+    def write_cr(self, n: int, value: int) -> None:
+        self.write_reg(f"cr{n}", value)
+
+    def write_msr(self, msr: int, value: int) -> None:
+        m = uc.X86Msr(msr, value)
+        _check(self._lib.uc_reg_write(self._uc, uc.REG["msr"], byref(m)), "wrmsr", self._lib)
+
+    def read_msr(self, msr: int) -> int:
+        m = uc.X86Msr(msr, 0)
+        _check(self._lib.uc_reg_read(self._uc, uc.REG["msr"], byref(m)), "rdmsr", self._lib)
+        return m.value
+
+    def _write_mmr(self, name: str, selector: int, base: int, limit: int, flags: int) -> None:
+        m = uc.X86Mmr(selector, base, limit, flags)
+        _check(self._lib.uc_reg_write(self._uc, uc.REG[name], byref(m)), f"load {name}",
+               self._lib)
+
+    def read_table_register(self, name: str) -> tuple[int, int]:
+        m = uc.X86Mmr()
+        self._lib.uc_reg_read(self._uc, uc.REG[name], byref(m))
+        return m.base, m.limit
+
+    def load_gdtr(self, base: int, limit: int) -> None:
+        self._write_mmr("gdtr", 0, base, limit, 0)
+
+    def load_idtr(self, base: int, limit: int) -> None:
+        self._write_mmr("idtr", 0, base, limit, 0)
+
+    def load_tr(self, selector: int, base: int, limit: int, access: int) -> None:
+        self._write_mmr("tr", selector, base, limit, access << 8)
+
+    def load_segment(self, name: str, selector: int) -> None:
+        """Load a segment register; the CPU checks it against the GDT."""
+        self.write_reg(name, selector)
+
+    # ------------------------------------------------------ kernel entry
+    def save_kernel_state(self) -> None:
+        """Remember the current (ring-0) state as the kernel's entry state."""
+        _check(self._lib.uc_context_save(self._uc, self._kernel_ctx), "context_save", self._lib)
+
+    def enter_kernel(self) -> None:
+        """Switch the CPU to the kernel's ring-0 entry state."""
+        _check(self._lib.uc_context_restore(self._uc, self._kernel_ctx), "context_restore",
+               self._lib)
+
+    # ------------------------------------------------------------- hooks
+    def _on_sysenter(self, _uc: int, _data: int) -> None:
+        b = self._sys
+        lib = self._lib
+        lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, 7)
+        v = b.values
+        eax, ecx, edx, eip = v[0], v[3], v[4], v[5]
+        result = self.syscall_handler(eax & 0xFF, v[1], v[2], ecx, edx, eip)  # type: ignore[misc]
+        if result is not None:
+            self._one.value = result & 0xFFFFFFFF
+            lib.uc_reg_write(self._uc, self._eax_id, byref(self._one))
+        if ecx != v[6]:
+            self._one.value = ecx
+            lib.uc_reg_write(self._uc, self._esp_id, byref(self._one))
+        if edx != eip + 2 and self._pending is None:
+            self._resume_at = edx
+            lib.uc_emu_stop(self._uc)
+
+    def _on_interrupt(self, _uc: int, vector: int, _data: int) -> None:
+        eip = self.read_reg("eip")
+        error_code, software = self._exception_state()
+        if software and vector not in _TRAP_CLASS:
+            # "int n" through a gate of DPL 0 from ring 3 raises #GP with the
+            # IDT index as error code (SDM vol. 3A, 6.12.1.1 and 6.13).
+            error_code, vector = (vector << 3) | 2, 13
+        elif vector not in _HAS_ERROR_CODE:
+            error_code = 0
+        cr2 = self.read_reg("cr2") if vector == 14 else 0
+        if vector in _TRAP_CLASS and software:
+            eip = (eip + 1) & 0xFFFFFFFF if vector == 3 else eip
+        self._record(Trap(TrapKind.EXCEPTION, eip, vector, error_code, cr2), eip)
+
+    def _record(self, trap: Trap, eip: int) -> None:
+        if self._pending is None:
+            self._pending = trap
+            self._uncount_from(eip)
+        self._lib.uc_emu_stop(self._uc)
+
+    def stop_after_syscall(self, resume_eip: int | None = None) -> None:
+        """Called by the system-call handler: stop once this call returns."""
+        eip = self._sys.values[4] if resume_eip is None else resume_eip
+        self._pending = Trap(TrapKind.SYSCALL_STOP, eip & 0xFFFFFFFF)
+        self._lib.uc_emu_stop(self._uc)
+
+    def request_stop(self) -> None:
+        """Stop the running CPU soon; safe to call from another thread."""
+        if self._pending is None:
+            self._pending = Trap(TrapKind.INTERRUPTED, 0)
+        self._lib.uc_emu_stop(self._uc)
+
+    # ------------------------------------------------- instruction counts
+    def set_counting(self, on: bool) -> None:
+        """Count executed user instructions in ``instructions`` (slower)."""
+        if on and self._counting_hook is None:
+            self._counting_hook = self._add_hook(uc.UC_HOOK_BLOCK, uc.HOOK_CODE(self._on_block))
+        elif not on and self._counting_hook is not None:
+            self._del_hook(self._counting_hook)
+            self._counting_hook = None
+
+    @property
+    def counting(self) -> bool:
+        return self._counting_hook is not None
+
+    def _on_block(self, _uc: int, address: int, size: int, _data: int) -> None:
+        if address >= _USER_LIMIT:
+            self._block_size = 0
+            return
+        self._block_start, self._block_size = address, size
+        self.instructions += self._insns_in(address, size)
+
+    def _insns_in(self, address: int, size: int, upto: int | None = None) -> int:
+        key = (address, size if upto is None else -upto)
+        n = self._block_sizes.get(key)
+        if n is None:
+            n = self._count_decoded(address, size, upto)
+            self._block_sizes[key] = n
+        return n
+
+    def _count_decoded(self, address: int, size: int, upto: int | None) -> int:
+        if self._decoder is None:
+            from pynova.machine.decode import Decoder
+            self._decoder = Decoder()
+        code = self.fetch_code(address, size) if self.fetch_code else b""
+        return self._decoder.count(code, address, upto)
+
+    def _uncount_from(self, eip: int) -> None:
+        """Take back the instructions of the current block from eip on: they
+        were counted when the block began but did not complete."""
+        if self._counting_hook is None or not self._block_size:
+            return
+        start, size = self._block_start, self._block_size
+        if start <= eip < start + size:
+            done = self._insns_in(start, size, upto=eip)
+            self.instructions -= self._insns_in(start, size) - done
+        self._block_size = 0
+
+    # --------------------------------------------------------- debugging
+    def add_breakpoint(self, address: int) -> None:
+        if address in self._breakpoints:
+            return
+        self._breakpoints[address] = self._add_hook(
+            uc.UC_HOOK_CODE, uc.HOOK_CODE(self._on_breakpoint), address, address)
+        self._flush_code()
+
+    def remove_breakpoint(self, address: int) -> None:
+        handle = self._breakpoints.pop(address, None)
+        if handle is not None:
+            self._del_hook(handle)
+            self._flush_code()
+
+    def _on_breakpoint(self, _uc: int, address: int, _size: int, _data: int) -> None:
+        if self._skip_breakpoint == address:
+            self._skip_breakpoint = None
+            return
+        self._record(Trap(TrapKind.BREAKPOINT, address), address)
+
+    def _flush_code(self) -> None:
+        self._lib.uc_ctl(self._uc, uc.uc_ctl_write(uc.UC_CTL_TB_FLUSH, 0))
+
+    def invalidate_code(self, address: int, size: int) -> None:
+        """Forget translated code for [address, address+size): it was rewritten."""
+        self._lib.uc_ctl(self._uc, uc.uc_ctl_write(uc.UC_CTL_TB_REMOVE_CACHE, 2),
+                         c_uint64(address), c_uint64(address + size))
+
+    def invalidate_tlb(self) -> None:
+        """Drop all cached translations (what a CR3 reload does, SDM 4.10.4.1)."""
+        self._lib.uc_ctl(self._uc, uc.uc_ctl_write(uc.UC_CTL_TLB_FLUSH, 0))
+
+    # --------------------------------------------------------------- run
+    def run(self, eip: int, *, max_insns: int | None = None,
+            timeout: float | None = None) -> Trap:
+        """Run from ``eip`` until something stops the CPU; say what."""
+        self._pending = None
+        start_count = self.instructions
+        budget = max_insns
+        self._skip_breakpoint = eip if eip in self._breakpoints else None
+        timeout_us = 0 if timeout is None else max(1, int(timeout * 1e6))
+        while True:
+            self._resume_at = None
+            err = self._lib.uc_emu_start(self._uc, c_uint64(eip), _NO_UNTIL,
+                                         c_uint64(timeout_us), c_size_t(budget or 0))
+            if self._resume_at is None or self._pending is not None or err:
+                break
+            eip = self._resume_at  # sysexit to an edx other than the next insn
+            if budget is not None:
+                budget = max_insns - (self.instructions - start_count)  # type: ignore[operator]
+                if budget <= 0:
+                    return Trap(TrapKind.BUDGET, eip)
+        return self._why_stopped(err, max_insns, start_count)
+
+    def _why_stopped(self, err: int, max_insns: int | None, start_count: int) -> Trap:
+        if self._pending is not None:
+            return self._pending
+        eip = self.read_reg("eip")
+        if err == uc.UC_ERR_INSN_INVALID:
+            # Unicorn ends the run instead of raising #UD (vector 6) via the hook.
+            self._uncount_from(eip)
+            return Trap(TrapKind.EXCEPTION, eip, 6)
+        if err != uc.UC_ERR_OK:
+            raise CpuError(f"emulation failed at eip={eip:#x}: "
+                           f"{self._lib.uc_strerror(err).decode()}")
+        timed_out = c_size_t()
+        self._lib.uc_query(self._uc, uc.UC_QUERY_TIMEOUT, byref(timed_out))
+        if timed_out.value:
+            self._uncount_from(eip)
+            return Trap(TrapKind.TIMEOUT, eip)
+        if max_insns is not None:
+            if self.counting:
+                self.instructions = start_count + max_insns
+            return Trap(TrapKind.BUDGET, eip)
+        return Trap(TrapKind.HALT, eip)
+
+    def close(self) -> None:
+        if self._uc:
+            for ctx in (self._kernel_ctx, self._scratch_ctx):
+                self._lib.uc_context_free(ctx)
+            self._lib.uc_close(self._uc)
+            self._uc = c_void_p()
+            self._callbacks.clear()
