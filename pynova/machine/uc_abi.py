@@ -49,6 +49,8 @@ REG = {
     "idtr": 242, "gdtr": 243, "tr": 245, "msr": 248,
 }
 UC_X86_INS_SYSENTER = 700
+UC_X86_INS_IN = 218
+UC_X86_INS_OUT = 500
 
 
 class X86Mmr(ctypes.Structure):
@@ -75,6 +77,10 @@ HOOK_SYSCALL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 HOOK_CODE = ctypes.CFUNCTYPE(
     None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
 )
+HOOK_IN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                           ctypes.c_void_p)
+HOOK_OUT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                            ctypes.c_uint32, ctypes.c_void_p)
 HOOK_MEM = ctypes.CFUNCTYPE(
     ctypes.c_bool, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int,
     ctypes.c_int64, ctypes.c_void_p,

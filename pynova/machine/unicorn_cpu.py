@@ -11,6 +11,12 @@ What Unicorn does not model, and how this backend makes up for it:
   in the middle of the instruction and the CPU goes on after it. The backend
   calls the kernel's system-call handler there and then does what the
   kernel's ``sysexit`` would: ``esp = ecx``, continue at ``edx``.
+* Unicorn executes ``in``/``out`` in ring 3 without the I/O privilege check.
+  The backend's port hooks do it: with CPL > IOPL and a TSS without an I/O
+  permission bitmap (the only kind pynova's kernel builds), every port access
+  raises #GP(0) (SDM vol. 1, 19.5.2). The CPU state at the instruction is
+  saved in the hook and restored after the stop, since Unicorn finishes the
+  translation block first.
 * Unicorn cannot change CS to a more privileged selector with a register
   write. Entering the kernel after a trap therefore restores a ring-0 state
   saved at boot (``enter_kernel``), the backend's analogue of the
@@ -35,7 +41,8 @@ _REGS_ORDER = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip",
 _GPRS_NO_ESP = ("eax", "ecx", "edx", "ebx", "ebp", "esi", "edi")
 # Vectors that push an error code (Intel SDM vol. 3A, 6.13, Table 6-1).
 _HAS_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
-# Vectors of the trap class: the saved eip is that of the next instruction.
+# Vectors of the trap class (int3, into): Unicorn already reports the eip of
+# the next instruction for them, as the hardware saves it.
 _TRAP_CLASS = frozenset({3, 4})
 _DR0_MARKER = 0x5EED_C0DE
 
@@ -90,11 +97,18 @@ class UnicornCpu:
         self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._on_sysenter),
                        extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
         self._add_hook(uc.UC_HOOK_INTR, uc.HOOK_INTR(self._on_interrupt))
+        self._io_ctx = self._alloc_context()
+        self._restore_io_ctx = False
+        self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_IN(self._on_port_in),
+                       extra=(ctypes.c_int(uc.UC_X86_INS_IN),))
+        self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_OUT(self._on_port_out),
+                       extra=(ctypes.c_int(uc.UC_X86_INS_OUT),))
         self._breakpoints: dict[int, int] = {}
         self._skip_breakpoint: int | None = None
         self._block_sizes: dict[tuple[int, int], int] = {}
         self._block_start = 0
         self._block_size = 0
+        self._kernel_insns = 0
         self._counting_hook: int | None = None
         self._decoder = None
         #: Reads user code at a virtual address; the kernel provides it,
@@ -242,9 +256,23 @@ class UnicornCpu:
         elif vector not in _HAS_ERROR_CODE:
             error_code = 0
         cr2 = self.read_reg("cr2") if vector == 14 else 0
-        if vector in _TRAP_CLASS and software:
-            eip = (eip + 1) & 0xFFFFFFFF if vector == 3 else eip
         self._record(Trap(TrapKind.EXCEPTION, eip, vector, error_code, cr2), eip)
+
+    def _on_port_in(self, _uc: int, port: int, size: int, _data: int) -> int:
+        self._check_io()
+        return 0xFFFFFFFF  # no device answers: the bus floats high
+
+    def _on_port_out(self, _uc: int, port: int, size: int, value: int, _data: int) -> None:
+        self._check_io()
+
+    def _check_io(self) -> None:
+        cpl = self.read_reg("cs") & 3
+        iopl = (self.read_reg("eflags") >> 12) & 3
+        if cpl > iopl and self._pending is None:
+            self._lib.uc_context_save(self._uc, self._io_ctx)
+            self._restore_io_ctx = True
+            eip = self.read_reg("eip")
+            self._record(Trap(TrapKind.EXCEPTION, eip, 13, 0, 0), eip)
 
     def _record(self, trap: Trap, eip: int) -> None:
         if self._pending is None:
@@ -279,6 +307,9 @@ class UnicornCpu:
 
     def _on_block(self, _uc: int, address: int, size: int, _data: int) -> None:
         if address >= _USER_LIMIT:
+            # The kernel's only ring-0 code is the lone iret of its exit path
+            # (a block of one instruction); it is not a user instruction.
+            self._kernel_insns += 1
             self._block_size = 0
             return
         self._block_start, self._block_size = address, size
@@ -347,6 +378,7 @@ class UnicornCpu:
             timeout: float | None = None) -> Trap:
         """Run from ``eip`` until something stops the CPU; say what."""
         self._pending = None
+        self._kernel_insns = 0
         start_count = self.instructions
         budget = max_insns
         self._skip_breakpoint = eip if eip in self._breakpoints else None
@@ -365,6 +397,9 @@ class UnicornCpu:
         return self._why_stopped(err, max_insns, start_count)
 
     def _why_stopped(self, err: int, max_insns: int | None, start_count: int) -> Trap:
+        if self._restore_io_ctx:
+            self._restore_io_ctx = False
+            self._lib.uc_context_restore(self._uc, self._io_ctx)
         if self._pending is not None:
             return self._pending
         eip = self.read_reg("eip")
@@ -382,13 +417,13 @@ class UnicornCpu:
             return Trap(TrapKind.TIMEOUT, eip)
         if max_insns is not None:
             if self.counting:
-                self.instructions = start_count + max_insns
+                self.instructions = start_count + max_insns - self._kernel_insns
             return Trap(TrapKind.BUDGET, eip)
         return Trap(TrapKind.HALT, eip)
 
     def close(self) -> None:
         if self._uc:
-            for ctx in (self._kernel_ctx, self._scratch_ctx):
+            for ctx in (self._kernel_ctx, self._scratch_ctx, self._io_ctx):
                 self._lib.uc_context_free(ctx)
             self._lib.uc_close(self._uc)
             self._uc = c_void_p()

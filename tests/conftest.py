@@ -1,0 +1,55 @@
+"""Shared fixtures: built example programs and quick ways to run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pynova.machine import Console
+from pynova.runner import RunResult, run_image
+from pynova.toolchain import example_path
+
+
+@pytest.fixture(scope="session")
+def example():
+    """example('hello') -> Path of the built bundled example."""
+    return example_path
+
+
+def run_example(name: str, **kwargs) -> RunResult:
+    return run_image(example_path(name).read_bytes(), name, console=Console(), **kwargs)
+
+
+@pytest.fixture
+def run():
+    return run_example
+
+
+def symbol(path: Path, name: str) -> int:
+    """Address of a symbol, as binutils nm shows it."""
+    out = subprocess.run(["nm", str(path)], check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == name:
+            return int(parts[0], 16)
+    raise KeyError(name)
+
+
+def disassembly(path: Path) -> list[tuple[int, str]]:
+    """(address, instruction text) for every instruction, from objdump -d."""
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        head, sep, text = line.partition(":\t")
+        if sep and head.strip() and all(c in "0123456789abcdef" for c in head.strip()):
+            rows.append((int(head.strip(), 16), text.strip()))
+    return rows
+
+
+def pynova_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pynova", *args], capture_output=True,
+                          text=True, timeout=timeout)
