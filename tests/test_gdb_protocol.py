@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -32,6 +33,7 @@ from pynova.tools.gdbstub.packet import (
 )
 from pynova.tools.gdbstub.protocol import GdbSession, Reply
 from pynova.tools.gdbstub.server import GdbServer
+from pynova.tools.gdbstub.siginfo import SEGV_MAPERR, siginfo
 from pynova.tools.gdbstub.stop import Signal, StopReason, WatchKind, format_stop
 from pynova.tools.gdbstub.target import BreakKind, MemoryFault, TargetError
 from pynova.tools.gdbstub.vcont import Resume, parse_vcont
@@ -281,21 +283,18 @@ def test_register_block_round_trip() -> None:
     assert regs.decode_registers(text) == values
 
 
-def test_target_xml_has_16_general_and_16_x87_registers() -> None:
+def test_target_xml_general_x87_and_orig_eax() -> None:
     root = ET.fromstring(regs.target_xml().split("\n", 2)[2])
     assert root.findtext("architecture") == "i386"
+    assert root.findtext("osabi") == "GNU/Linux"
     features = [f.get("name") for f in root.iter("feature")]
-    assert features == ["org.gnu.gdb.i386.core"]
-    found = [
-        (r.get("name"), r.get("bitsize"), r.get("regnum")) for r in root.iter("reg")
-    ]
+    assert features == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.linux"]
+    found = [(r.get("name"), r.get("bitsize"), r.get("regnum")) for r in root.iter("reg")]
     general = [(name, "32", str(i)) for i, name in enumerate(regs.REGISTER_NAMES)]
     assert found[:16] == general
-    assert [name for name, _, _ in found[16:]][:9] == [
-        *(f"st{i}" for i in range(8)),
-        "fctrl",
-    ]
-    assert [int(num or 0) for _, _, num in found] == list(range(32))
+    assert [name for name, _, _ in found[16:25]] == [*(f"st{i}" for i in range(8)), "fctrl"]
+    assert found[32] == ("orig_eax", "32", "32")
+    assert [int(num or 0) for _, _, num in found] == list(range(33))
 
 
 # -- the session: registers ------------------------------------------------------
@@ -327,7 +326,10 @@ def test_p_and_p_packets() -> None:
     assert ask(session, "p8") == b"78563412"
     assert ask(session, "p10") == b"x" * 20  # st0: unavailable, 80 bits
     assert ask(session, "p1f") == b"x" * 8  # fop
-    for bad in ("p20", "p", "pxyz", "P8=12", "P8", "P99=00000000", "P10=00000000"):
+    assert ask(session, "p20") == b"ffffffff"  # orig_eax
+    assert ask(session, "P20=00000000") == b"OK"  # accepted, ignored
+    assert 32 not in target.registers.get(1, {})
+    for bad in ("p21", "p", "pxyz", "P8=12", "P8", "P99=00000000", "P10=00000000", "P20=1"):
         assert ask(session, bad) == b"E01", bad
 
 
@@ -542,6 +544,31 @@ def test_qxfer_target_xml_in_pieces() -> None:
     assert ask(session, "qXfer:features:read:target.xml:0") == b"E01"
 
 
+def test_qxfer_siginfo_of_a_page_fault() -> None:
+    session, target = make_session()
+    trap_info = struct.pack("<iiiI", 5, 0, 0, 0) + bytes(112)
+    assert ask(session, "qXfer:siginfo:read::0,80") == b"l" + escape(trap_info)
+    target.stops = [
+        StopReason.signal(Signal.SIGSEGV, 1, fault_address=0x234, fault_code=SEGV_MAPERR),
+        StopReason.killed(Signal.SIGSEGV),
+    ]
+    ask(session, "c")
+    reply = ask(session, "qXfer:siginfo:read::0,200")
+    assert reply is not None and reply[:1] == b"l"
+    info = unescape(reply[1:])
+    assert len(info) == 128
+    assert struct.unpack("<iiiI", info[:16]) == (11, 0, 1, 0x234)
+    assert ask(session, "qXfer:siginfo:read::10,4") == b"m" + escape(info[16:20])
+    assert ask(session, "c") == b"X0b"
+    assert ask(session, "qXfer:siginfo:read::0,80") == b"E01"
+    assert ask(session, "qXfer:libraries:read::0,80") == b""
+
+
+def test_siginfo_uses_linux_signal_numbers() -> None:
+    info = siginfo(StopReason.signal(Signal.SIGBUS, 1))
+    assert struct.unpack("<i", info[:4]) == (7,)
+
+
 def test_unknown_packets_get_the_empty_reply() -> None:
     session, _ = make_session()
     for packet in ("vMustReplyEmpty", "qTStatus", "!", "qOffsets", "Qfoo", "b", "\x7f"):
@@ -606,9 +633,7 @@ class RunningTarget(FakeTarget):
         if self.hang:
             self.interrupted.wait(10)
             return StopReason.signal(Signal.SIGINT, tid)
-        later = sorted(
-            a for k, a, _ in self.breakpoints if k is BreakKind.SOFTWARE and a > eip
-        )
+        later = sorted(a for k, a, _ in self.breakpoints if k is BreakKind.SOFTWARE and a > eip)
         if not later:
             return StopReason.exited(7)
         self.write_registers(tid, {"eip": later[0]})
@@ -623,9 +648,7 @@ def serve_in_thread(target: FakeTarget) -> tuple[GdbServer, list[StopReason]]:
     server = GdbServer(target)
     result: list[StopReason] = []
     threading.Thread(
-        target=lambda: result.append(
-            server.serve(StopReason.signal(Signal.SIGTRAP, 1))
-        ),
+        target=lambda: result.append(server.serve(StopReason.signal(Signal.SIGTRAP, 1))),
         daemon=True,
     ).start()
     return server, result

@@ -43,9 +43,7 @@ class Link:
     def receive(self, chunk: bytes) -> list[Incoming]:
         """Feed received bytes; answer acks here, return packets/interrupts."""
         with self._lock:
-            return [
-                item for ev in self._reader.feed(chunk) if (item := self._handle(ev))
-            ]
+            return [item for ev in self._reader.feed(chunk) if (item := self._handle(ev))]
 
     def _handle(self, event: Event) -> Incoming | None:
         if isinstance(event, Packet):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pynova.tools.gdbstub import regs
 from pynova.tools.gdbstub.hexutil import HexError, from_hex, parse_hex_int, to_hex
 from pynova.tools.gdbstub.packet import escape, unescape
+from pynova.tools.gdbstub.siginfo import siginfo
 from pynova.tools.gdbstub.stop import StopReason, format_stop
 from pynova.tools.gdbstub.target import BreakKind, Target, TargetError
 from pynova.tools.gdbstub.vcont import Resume, parse_thread_id, parse_vcont
@@ -24,7 +25,7 @@ from pynova.tools.gdbstub.vcont import Resume, parse_thread_id, parse_vcont
 PACKET_SIZE = 0x4000
 MAX_MEMORY_READ = (PACKET_SIZE - 32) // 2
 SUPPORTED = (
-    f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;QStartNoAckMode+;"
+    f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;qXfer:siginfo:read+;QStartNoAckMode+;"
     "vContSupported+;swbreak+;hwbreak+"
 )
 VCONT_ACTIONS = "vCont;c;C;s;S"
@@ -154,25 +155,24 @@ class GdbSession:
 
     def _write_registers(self, args: str) -> Reply:
         self._require_alive()
-        self._target.write_registers(
-            self._current_thread(), regs.decode_registers(args)
-        )
+        self._target.write_registers(self._current_thread(), regs.decode_registers(args))
         return _ok()
 
     def _read_register(self, args: str) -> Reply:
         self._require_alive()
         number = parse_hex_int(args)
         if number >= len(regs.REGISTER_NAMES):
-            return _text(regs.unavailable_register(number))
+            return _text(regs.read_extra_register(number))
         values = self._target.read_registers(self._current_thread())
         return _text(regs.encode_register(values[regs.register_name(number)]))
 
     def _write_register(self, args: str) -> Reply:
         self._require_alive()
-        number, _, value = args.partition("=")
-        name = regs.register_name(parse_hex_int(number))
-        new = {name: regs.decode_register(value)}
-        self._target.write_registers(self._current_thread(), new)
+        number_text, _, value_text = args.partition("=")
+        number, value = parse_hex_int(number_text), regs.decode_register(value_text)
+        if number != regs.ORIG_EAX:  # orig_eax: accepted and ignored
+            new = {regs.register_name(number): value}
+            self._target.write_registers(self._current_thread(), new)
         return _ok()
 
     # -- memory -----------------------------------------------------------
@@ -275,8 +275,8 @@ class GdbSession:
     # -- q, Q and v packets -----------------------------------------------------
 
     def _query(self, args: str) -> Reply:
-        if args.startswith("Xfer:features:read:"):
-            return self._features(args[len("Xfer:features:read:") :])
+        if args.startswith("Xfer:"):
+            return self._xfer(args[len("Xfer:") :])
         name = args.split(":", 1)[0].split(",", 1)[0]
         answer = {
             "Supported": lambda: _text(SUPPORTED),
@@ -288,13 +288,19 @@ class GdbSession:
         }.get(name)
         return answer() if answer else _empty()
 
-    @staticmethod
-    def _features(args: str) -> Reply:
-        annex, _, span = args.partition(":")
-        offset, length = GdbSession._address_length(span)
-        if annex != "target.xml":
-            return Reply(b"E00")
-        document = regs.target_xml().encode()
+    def _xfer(self, args: str) -> Reply:
+        """``qXfer:OBJECT:read:ANNEX:OFFSET,LENGTH``."""
+        obj, _, rest = args.partition(":read:")
+        annex, _, span = rest.partition(":")
+        offset, length = self._address_length(span)
+        if obj == "features":
+            if annex != "target.xml":
+                return Reply(b"E00")
+            document = regs.target_xml().encode()
+        elif obj == "siginfo" and not annex:
+            document = siginfo(self._stop)
+        else:
+            return _empty()
         chunk = document[offset : offset + length]
         more = offset + length < len(document)
         return Reply((b"m" if more else b"l") + escape(chunk))
@@ -303,9 +309,7 @@ class GdbSession:
         if args == "Cont?":
             return _text(VCONT_ACTIONS)
         if args.startswith("Cont;"):
-            return self._resume(
-                parse_vcont(args[len("Cont;") :], self._current_thread())
-            )
+            return self._resume(parse_vcont(args[len("Cont;") :], self._current_thread()))
         if args.startswith("Kill"):
             if self._stop.running:
                 self._target.kill()

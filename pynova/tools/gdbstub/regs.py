@@ -13,6 +13,14 @@ description lists the 16 general plus the 16 x87 registers, and no SSE
 feature. The x87 registers are not in the ``g`` reply (gdb accepts a short
 one) and a ``p`` for them answers "unavailable" (``x`` digits), which gdb
 shows as ``<unavailable>``: pynova does not expose FPU state.
+
+The description also says ``<osabi>GNU/Linux</osabi>`` with the
+``org.gnu.gdb.i386.linux`` feature (register 32, ``orig_eax``): only then
+does gdb know a ``siginfo`` type, so that ``p $_siginfo`` shows the fault
+address of a SIGSEGV (served by ``qXfer:siginfo:read``). pynova's user ABI
+is not Linux's, but nothing else in gdb depends on it for a static program.
+``orig_eax`` reads as -1 and writes to it (gdb sets it to -1 whenever it
+changes eip) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -26,23 +34,16 @@ REGISTER_NAMES: tuple[str, ...] = (
     "eip", "eflags", "cs", "ss", "ds", "es", "fs", "gs",
 )  # fmt: skip
 REGISTER_BYTES = 4
+_X87_CONTROL = ("fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop")
 #: The x87 registers gdb's i386 core feature requires, with their bit sizes.
 X87_REGISTERS: tuple[tuple[str, int], ...] = (
     *((f"st{i}", 80) for i in range(8)),
-    *(
-        (name, 32)
-        for name in (
-            "fctrl",
-            "fstat",
-            "ftag",
-            "fiseg",
-            "fioff",
-            "foseg",
-            "fooff",
-            "fop",
-        )
-    ),
+    *((name, 32) for name in _X87_CONTROL),
 )
+#: gdb number of ``orig_eax`` (feature org.gnu.gdb.i386.linux), see below.
+ORIG_EAX = len(REGISTER_NAMES) + len(X87_REGISTERS)
+#: What ``orig_eax`` reads as: -1, "not inside a system call".
+ORIG_EAX_VALUE = 0xFFFFFFFF
 G_PACKET_BYTES = REGISTER_BYTES * len(REGISTER_NAMES)
 
 Registers = dict[str, int]
@@ -72,9 +73,7 @@ def _x87_line(number: int, name: str, bits: int) -> str:
 
 
 def _eflags_lines() -> list[str]:
-    fields = [
-        f'      <field name="{n}" start="{b}" end="{b}"/>' for b, n in _EFLAGS_BITS
-    ]
+    fields = [f'      <field name="{n}" start="{b}" end="{b}"/>' for b, n in _EFLAGS_BITS]
     return ['    <flags id="i386_eflags" size="4">', *fields, "    </flags>"]
 
 
@@ -89,9 +88,13 @@ def target_xml() -> str:
             '<!DOCTYPE target SYSTEM "gdb-target.dtd">',
             '<target version="1.0">',
             "  <architecture>i386</architecture>",
+            "  <osabi>GNU/Linux</osabi>",
             '  <feature name="org.gnu.gdb.i386.core">',
             *_eflags_lines(),
             *regs,
+            "  </feature>",
+            '  <feature name="org.gnu.gdb.i386.linux">',
+            f'    <reg name="orig_eax" bitsize="32" type="int" regnum="{ORIG_EAX}"/>',
             "  </feature>",
             "</target>",
             "",
@@ -133,11 +136,14 @@ def register_name(number: int) -> str:
     return REGISTER_NAMES[number]
 
 
-def unavailable_register(number: int) -> str:
-    """The ``p`` reply for an x87 register: ``x`` digits of its size.
+def read_extra_register(number: int) -> str:
+    """The ``p`` reply for a register outside the ``g`` block.
 
-    ``IndexError`` for a number that is neither general nor x87.
+    x87 registers are unavailable (``x`` digits of their size); ``orig_eax``
+    is -1. ``IndexError`` for any other number.
     """
+    if number == ORIG_EAX:
+        return encode_register(ORIG_EAX_VALUE)
     index = number - len(REGISTER_NAMES)
     if not 0 <= index < len(X87_REGISTERS):
         raise IndexError(f"no register number {number}")

@@ -48,8 +48,16 @@ class GdbServer:
 
     def serve(self, initial_stop: StopReason) -> StopReason:
         """Wait for one client and debug until it leaves; the last stop."""
+        return self.serve_connection(self.accept(), initial_stop)
+
+    def accept(self) -> socket.socket:
+        """Wait for the client (``OSError`` once :meth:`close` was called)."""
         conn, peer = self._listener.accept()
         LOG.info("gdb connected from %s:%d", *peer[:2])
+        return conn
+
+    def serve_connection(self, conn: socket.socket, initial_stop: StopReason) -> StopReason:
+        """Debug over an accepted connection until the client leaves."""
         with conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return self._run_session(conn, GdbSession(self._target, initial_stop))

@@ -44,8 +44,9 @@ class StopReason:
     """A stop as the target reports it to the session.
 
     ``value`` is the signal for SIGNAL and KILLED, the exit status for
-    EXITED. ``thread`` is a gdb thread id (positive). ``fault_address`` is
-    the faulting data address of a SIGSEGV when known (CR2).
+    EXITED. ``thread`` is a gdb thread id (positive). ``fault_address`` and
+    ``fault_code`` are ``si_addr`` and ``si_code`` of the signal's siginfo:
+    for a page fault CR2 and SEGV_MAPERR/SEGV_ACCERR.
     """
 
     kind: StopKind
@@ -55,6 +56,7 @@ class StopReason:
     hwbreak: bool = False
     watch: tuple[WatchKind, int] | None = None
     fault_address: int | None = None
+    fault_code: int = 0
 
     @classmethod
     def signal(cls, sig: int, thread: int | None = None, **extra: object) -> StopReason:
