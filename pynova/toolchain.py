@@ -181,13 +181,14 @@ class Toolchain:
         )
         return [output]
 
-    def link(self, objects: Sequence[Path], output: Path) -> None:
+    def link(self, objects: Sequence[Path], output: Path,
+             script: Path = LINKER_SCRIPT) -> None:
         _run(
             [
                 self.ld,
                 *self.ld_flags,
                 "-T",
-                str(LINKER_SCRIPT),
+                str(script),
                 "-nostdlib",
                 "-u",
                 LIBC_ANCHOR,
@@ -294,11 +295,12 @@ def _compile_all(
             fut.result()
 
 
-def _link_atomic(toolchain: Toolchain, objects: Sequence[Path], output: Path) -> Path:
+def _link_atomic(toolchain: Toolchain, objects: Sequence[Path], output: Path,
+                 script: Path = LINKER_SCRIPT) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(output)
     try:
-        toolchain.link(objects, tmp)
+        toolchain.link(objects, tmp, script)
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
@@ -315,8 +317,10 @@ def build_program(
     *,
     toolchain: Toolchain | None = None,
     extra_cflags: Sequence[str] = (),
+    linker_script: Path | str | None = None,
 ) -> Path:
-    """Compile start.S + libc + ``sources`` and link them into ``output``.
+    """Compile start.S + libc + ``sources`` and link them into ``output``
+    (with the seed's linker.ld unless ``linker_script`` names another).
 
     The output is a static i386 ELF file with symbols and debug info, written
     atomically. Raises ToolchainError on a missing toolchain or a compile or
@@ -339,7 +343,8 @@ def build_program(
         _compile_all(tc, jobs)
         objs = [obj for _, obj, _ in jobs]
         libc = tc.archive(objs[1 + len(srcs) :], tmpdir / LIBC_ARCHIVE)
-        return _link_atomic(tc, [*objs[: 1 + len(srcs)], *libc], output)
+        script = Path(linker_script) if linker_script else LINKER_SCRIPT
+        return _link_atomic(tc, [*objs[: 1 + len(srcs)], *libc], output, script)
 
 
 def examples_dir() -> Path:

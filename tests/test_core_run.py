@@ -194,7 +194,7 @@ def test_many_machines_in_one_process_are_independent():
     machines = [Machine(8 << 20, Console()) for _ in range(2)]
     try:
         kernels = [boot(m, [(example_path(n).read_bytes(), n)])
-                   for m, n in zip(machines, ["hello", "exit42"])]
+                   for m, n in zip(machines, ["hello", "exit42"], strict=False)]
         outcomes = [k.run() for k in reversed(kernels)]
         assert [o.status for o in outcomes] == [42, 132]
         assert "Hello world!" in machines[0].console.output

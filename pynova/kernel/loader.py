@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pynova.kernel.elf import PF_W, PT_LOAD, ElfError, Eh, Ph, check_header, program_headers
+from pynova.kernel.elf import PF_W, PT_LOAD, Eh, ElfError, Ph, check_header, program_headers
 from pynova.kernel.layout import PAGE_SIZE, USER_END, align_down, align_up
 from pynova.kernel.ptab import PRESENT, RW, USER
 

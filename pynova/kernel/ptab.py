@@ -8,8 +8,8 @@ address in bits 31..12, attribute bits below.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from pynova.kernel.kalloc import Kalloc
 from pynova.kernel.layout import PAGE_MASK, PAGE_SIZE, USER_END

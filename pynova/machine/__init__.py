@@ -6,7 +6,7 @@ kernel (``pynova.kernel``) drives it through ``PhysicalMemory`` and ``Cpu``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from pynova.machine.console import Console
 from pynova.machine.cpu import Cpu, Regs, Trap, TrapKind

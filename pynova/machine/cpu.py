@@ -10,8 +10,9 @@ resumes the user right after ``sysenter`` (with ``esp = ecx``), as a
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 #: Names of the user register file, in the order of Intel's PUSHAD
 #: (SDM vol. 2B, "PUSHA/PUSHAD") followed by eip and eflags.

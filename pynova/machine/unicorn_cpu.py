@@ -26,8 +26,8 @@ What Unicorn does not model, and how this backend makes up for it:
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from ctypes import byref, c_size_t, c_uint64, c_void_p
-from typing import Callable
 
 from pynova.machine import uc_abi as uc
 from pynova.machine.cpu import Regs, SyscallHandler, Trap, TrapKind
