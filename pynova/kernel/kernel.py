@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from pynova import __version__
-from pynova.kernel import layout
+from pynova.kernel import heap, layout
 from pynova.kernel.boot import boot_machine, iret_stub_address
 from pynova.kernel.ec import Ec, EcState, segment_lines
 from pynova.kernel.elf import ElfError
@@ -19,7 +19,8 @@ from pynova.kernel.exceptions import Fault, report_lines
 from pynova.kernel.kalloc import Kalloc, OutOfMemory
 from pynova.kernel.loader import plan as plan_load
 from pynova.kernel.pd import Pd
-from pynova.kernel.ptab import PRESENT, RW, USER, Ptab
+from pynova.kernel.ptab import Ptab
+from pynova.kernel.sched import RoundRobin
 from pynova.kernel.syscall import Syscalls
 from pynova.machine import Machine
 from pynova.machine.cpu import Trap, TrapKind
@@ -75,11 +76,12 @@ class Kernel:
         self.cpu = machine.cpu
         self.console = machine.console
         self.quantum = quantum
+        self.sched = RoundRobin(quantum)
         self.kalloc: Kalloc | None = None
         self.boot_info: BootInfo | None = None
         self.pd: Pd | None = None
         self.ecs: list[Ec] = []
-        self.ready: collections.deque[Ec] = collections.deque()
+        self.ready: collections.deque[Ec] = self.sched.ready
         self.current: Ec = None  # type: ignore[assignment]
         self.outcome: Outcome | None = None
         self.stats = KernelStats()
@@ -136,7 +138,7 @@ class Kernel:
         assert self.pd is not None
         ec = Ec.create(len(self.ecs), self.pd, eip, esp)
         self.ecs.append(ec)
-        self.ready.append(ec)
+        self.sched.admit(ec)
         return ec
 
     def ec_address(self, ec: Ec) -> int:
@@ -179,14 +181,8 @@ class Kernel:
         return self.handle(ec, trap, max_insns, single_step)
 
     def _budget(self, max_insns: int | None, single_step: bool) -> int | None:
-        budget = None
-        if max_insns is not None:
-            budget = max_insns - self.cpu.instructions
-        if self.quantum is not None and len(self.ready) > 1:
-            budget = self.quantum if budget is None else min(budget, self.quantum)
-        if single_step:
-            budget = 1
-        return budget
+        left = None if max_insns is None else max_insns - self.cpu.instructions
+        return self.sched.budget(left, single_step)
 
     def enter_user(self, ec: Ec, budget: int | None, timeout: float | None) -> Trap:
         """Return to user mode the way NOVA does: load the general registers,
@@ -248,48 +244,27 @@ class Kernel:
 
     def _rotate(self) -> None:
         self.stats.switches += 1
-        self.ready.rotate(-1)
+        self.sched.rotate()
 
     def _kill(self, ec: Ec) -> None:
         ec.state = EcState.DEAD
-        self.ready.remove(ec)
-        if not self.ready:
+        if self.sched.remove(ec):
             self.finish(Outcome(0, "done", "no thread left"))
 
-    def thr_create(self, eip: int, stack_top: int) -> int:
-        if eip >= layout.USER_END or stack_top >= layout.USER_END + 1:
+    def thr_create(self, eip: int, stack_top: int, resume_eip: int) -> int:
+        if not self.sched.can_create(eip, stack_top):
             return 0xFFFFFFFF
+        was_sliced = self.sched.sliced()
         self.new_ec(eip, stack_top)
+        if self.sched.sliced() and not was_sliced:
+            # The running context has no quantum yet: stop so that the next
+            # slice gets one, or a creator that spins would starve the new one.
+            self.after_syscall("requantum", resume_eip)
         return 0
 
     def nbrk(self, new_break: int) -> int:
-        """The heap call (issue 3 extends this): 0 asks for the current break."""
-        pd = self.current.pd
-        if new_break == 0:
-            return pd.brk
-        if not pd.initial_break <= new_break <= layout.USER_BREAK_LIMIT:
-            return 0
-        old = pd.brk
-        start = layout.align_up(old)
-        end = layout.align_up(new_break)
-        mapped: list[int] = []
-        try:
-            for page in range(start, end, layout.PAGE_SIZE):
-                pd.map_fresh(page, PRESENT | RW | USER)
-                mapped.append(page)
-        except OutOfMemory:
-            for page in mapped:
-                pd.unmap(page)
-            pd.ptab.flush()
-            return 0
-        for page in range(end, start, layout.PAGE_SIZE):
-            pd.unmap(page)
-        if end < start:
-            pd.ptab.flush()
-        if new_break > old and old % layout.PAGE_SIZE:
-            pd.write_user(old, bytes(min(new_break, layout.align_up(old)) - old))
-        pd.brk = new_break
-        return old
+        """The heap call: 0 asks for the current break (pynova/kernel/heap.py)."""
+        return heap.nbrk(self.current.pd, new_break)
 
     # --------------------------------------------------------- endings
     def user_exception(self, ec: Ec, trap: Trap) -> None:

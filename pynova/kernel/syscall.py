@@ -76,7 +76,7 @@ class Syscalls:
         return self.kernel.nbrk(esi)
 
     def sys_thr_create(self, esi: int, edi: int, ecx: int, edx: int) -> int:
-        return self.kernel.thr_create(esi, edi)
+        return self.kernel.thr_create(esi, edi, edx)
 
     def sys_thr_yield(self, esi: int, edi: int, ecx: int, edx: int) -> None:
         self.kernel.after_syscall("yield", edx)

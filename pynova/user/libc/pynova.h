@@ -57,4 +57,25 @@ int snprintf(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 
+/* ---- heap (malloc.c, on nbrk) ---- */
+
+/* 8-byte aligned blocks from a free list with splitting and coalescing; a
+ * free block of 8 KiB or more at the top of the heap goes back to the
+ * kernel. Safe to call from several threads. */
+void *malloc(size_t n);
+void free(void *p);
+void *calloc(size_t count, size_t size);
+void *realloc(void *p, size_t n);
+/* Bytes between the allocator's first block and the break (0 before the
+ * first malloc). */
+size_t malloc_heap_size(void);
+
+/* ---- threads (thread.c) ---- */
+
+#define THREAD_STACK_SIZE 16384u
+/* Start fn(arg) in a new context on a malloc'ed stack of THREAD_STACK_SIZE
+ * bytes; when fn returns the thread ends (thr_exit). The stack is not
+ * freed. 0 on success, -1 when out of memory or contexts. */
+int thread_create(void (*fn)(void *), void *arg);
+
 #endif

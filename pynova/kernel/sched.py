@@ -1,0 +1,55 @@
+"""sched: round-robin scheduling of a task's execution contexts.
+
+The ready queue's head is the context that runs next. A context leaves the
+head by yielding, by using up its quantum (counted in executed
+instructions, so a run is deterministic for a given program and quantum) or
+by ending. A lone context runs without a quantum: nothing could take over.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from pynova.kernel.ec import Ec
+from pynova.kernel.layout import USER_END
+
+#: live contexts a task may have at once; thr_create fails beyond this
+MAX_READY = 1024
+
+
+class RoundRobin:
+    """The ready queue and the time-slice policy of one kernel."""
+
+    def __init__(self, quantum: int | None) -> None:
+        self.quantum = quantum
+        self.ready: collections.deque[Ec] = collections.deque()
+
+    def admit(self, ec: Ec) -> None:
+        """A new context queues behind every ready one."""
+        self.ready.append(ec)
+
+    def can_create(self, eip: int, stack_top: int) -> bool:
+        return eip < USER_END and stack_top <= USER_END and len(self.ready) < MAX_READY
+
+    def rotate(self) -> None:
+        """The head goes to the back: the next context runs."""
+        self.ready.rotate(-1)
+
+    def remove(self, ec: Ec) -> bool:
+        """Take ``ec`` off the queue; True when none is left."""
+        self.ready.remove(ec)
+        return not self.ready
+
+    def sliced(self) -> bool:
+        """Whether the running context has a quantum."""
+        return self.quantum is not None and len(self.ready) > 1
+
+    def budget(self, insns_left: int | None, single_step: bool) -> int | None:
+        """Instructions the head may run before the CPU must stop."""
+        if single_step:
+            return 1
+        budget = insns_left
+        if self.sliced():
+            assert self.quantum is not None
+            budget = self.quantum if budget is None else min(budget, self.quantum)
+        return budget
