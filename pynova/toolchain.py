@@ -10,19 +10,19 @@ Public API: :class:`ToolchainError`, :class:`UnknownExample`,
 :func:`examples_dir`, :func:`list_examples`, :func:`example_path`,
 :func:`build_examples`. ``python -m pynova.toolchain [--outdir DIR]`` builds
 every example.
+
+Running a bundled example that is already built must stay cheap (it is on
+the path of every ``pynova run``), so the modules needed only for building
+(subprocess, tempfile, concurrent.futures) are imported where they are used.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +126,8 @@ class Toolchain:
         """Compile and link a tiny file once; raise ToolchainError if that fails."""
         if self._verified:
             return
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="pynova-probe-") as tmp:
             src = Path(tmp) / "probe.c"
             obj = Path(tmp) / "probe.o"
@@ -215,6 +217,8 @@ def _trim(text: str) -> str:
 
 def _run(cmd: Sequence[str], what: str) -> None:
     try:
+        import subprocess
+
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise ToolchainError(
@@ -287,6 +291,8 @@ def _compile_all(
     if not jobs:
         return
     workers = min(len(jobs), os.cpu_count() or 2, 8)
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [
             pool.submit(toolchain.compile, src, obj, flags) for src, obj, flags in jobs
@@ -333,6 +339,8 @@ def build_program(
         if not src.is_file():
             raise ToolchainError(f"source file not found: {src}")
     output = Path(output)
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="pynova-build-") as tmp:
         tmpdir = Path(tmp)
         all_sources = [START_S, *srcs, *_libc_sources()]
@@ -452,6 +460,8 @@ def _ensure_examples(names: Sequence[str], outdir: Path | None) -> dict[str, Pat
 
     tc = find_toolchain()
     build_dir.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="pynova-build-") as tmp:
         tmpdir = Path(tmp)
         common = [START_S, *_libc_sources()]
@@ -488,6 +498,8 @@ def build_examples(outdir: Path | None = None) -> dict[str, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="python -m pynova.toolchain",
         description="Build every bundled pynova example program.",
