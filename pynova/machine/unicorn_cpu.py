@@ -89,6 +89,11 @@ class UnicornCpu:
         self._sys = _RegBatch(("eax", "esi", "edi", "ecx", "edx", "eip", "esp"))
         self._all = _RegBatch(_REGS_ORDER)
         self._gprs = _RegBatch(_GPRS_NO_ESP)
+        self._one_ref = byref(self._one)
+        self._read_batch = lib.uc_reg_read_batch
+        self._write_reg = lib.uc_reg_write
+        self._sys_ids, self._sys_ptrs = self._sys.ids, self._sys.ptrs
+        self._sys_values = self._sys.values
         self._eax_id = uc.REG["eax"]
         self._esp_id = uc.REG["esp"]
         self._kernel_ctx = self._alloc_context()
@@ -230,21 +235,21 @@ class UnicornCpu:
 
     # ------------------------------------------------------------- hooks
     def _on_sysenter(self, _uc: int, _data: int) -> None:
-        b = self._sys
-        lib = self._lib
-        lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, 7)
-        v = b.values
-        eax, ecx, edx, eip = v[0], v[3], v[4], v[5]
-        result = self.syscall_handler(eax & 0xFF, v[1], v[2], ecx, edx, eip)  # type: ignore[misc]
+        # The hot path of every system call: one batched read, the kernel's
+        # handler, at most two single writes. Everything is prebound.
+        self._read_batch(self._uc, self._sys_ids, self._sys_ptrs, 7)
+        v = self._sys_values  # indexing, not unpacking: a ctypes array unpacks slowly
+        ecx, edx, eip = v[3], v[4], v[5]
+        result = self.syscall_handler(v[0] & 0xFF, v[1], v[2], ecx, edx, eip)  # type: ignore[misc]
         if result is not None:
             self._one.value = result & 0xFFFFFFFF
-            lib.uc_reg_write(self._uc, self._eax_id, byref(self._one))
+            self._write_reg(self._uc, self._eax_id, self._one_ref)
         if ecx != v[6]:
             self._one.value = ecx
-            lib.uc_reg_write(self._uc, self._esp_id, byref(self._one))
+            self._write_reg(self._uc, self._esp_id, self._one_ref)
         if edx != eip + 2 and self._pending is None:
             self._resume_at = edx
-            lib.uc_emu_stop(self._uc)
+            self._lib.uc_emu_stop(self._uc)
 
     def _on_interrupt(self, _uc: int, vector: int, _data: int) -> None:
         eip = self.read_reg("eip")
