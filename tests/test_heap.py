@@ -214,3 +214,11 @@ def test_malloc_gives_memory_back() -> None:
         pd = pd_of(kernel)
         assert pd.brk - pd.initial_break < 8192 + 16
         assert before - free(kernel) <= 3
+
+
+@pytest.mark.parametrize("quantum", [97, 1000])
+def test_malloc_from_preempted_threads(quantum: int) -> None:
+    result = run_image(image("malloc_threads"), "malloc_threads", mem_size=8 * MB,
+                       quantum=quantum)
+    assert "malloc_threads: threads=3 ops=3000 errors=0" in result.output
+    assert result.status == 0

@@ -231,6 +231,19 @@ static int grow_in_place(char *b, word size)
     return 1;
 }
 
+/* Give the tail of the used block b beyond size back to the free list. */
+static void shrink_in_place(char *b, word size)
+{
+    word rest = bsize(b) - size;
+    if (rest < MIN_BLOCK)
+        return;
+    set_block(b, size, USED);
+    set_block(b + size, rest, 0);
+    char *tail = coalesce(b + size);
+    list_push(tail);
+    trim(tail);
+}
+
 void *realloc(void *p, size_t n)
 {
     if (!p)
@@ -245,6 +258,8 @@ void *realloc(void *p, size_t n)
     lock();
     char *b = block_of(p);
     int done = bsize(b) >= size || grow_in_place(b, size);
+    if (done)
+        shrink_in_place(b, size);
     unlock();
     if (done)
         return p;
