@@ -121,3 +121,14 @@ def test_quantum_switches_are_counted(kernel: Kernel) -> None:
     assert outcome.status == 0
     assert len(kernel.ecs) == 2
     assert kernel.stats.switches >= 10      # five yields, and as many preemptions back
+
+
+def test_a_spinner_runs_exactly_one_quantum_per_slice(kernel: Kernel) -> None:
+    kernel.cpu.set_counting(True)
+    slices: list[tuple[int, int]] = []
+    while len(slices) < 8 and kernel.outcome is None:
+        ec, before = kernel.ready[0], kernel.cpu.instructions
+        kernel.run_slice()
+        slices.append((ec.id, kernel.cpu.instructions - before))
+    spinner = [n for ec_id, n in slices if ec_id == 1]
+    assert len(spinner) >= 3 and set(spinner) == {1000}
