@@ -80,10 +80,61 @@ def cmd_run(args: argparse.Namespace) -> int:
     image, name = read_program(args.program)
     modules = [(image, name)] + [read_program(extra) for extra in args.module]
     console = Console(sys.stdout)
+    hooks = trace_hooks(args.trace) if args.trace else {}
     result = run_image(image, name, mem_size=args.mem, console=console,
                        max_insns=args.max_insns, timeout=args.timeout,
-                       quantum=args.quantum, modules=modules)
+                       quantum=args.quantum, modules=modules,
+                       explain=not args.no_explain, **hooks)
     return result.status
+
+
+def trace_hooks(spec: str) -> dict:  # type: ignore[type-arg]
+    """run_image's setup/on_exit hooks for ``--trace`` (events on stderr)."""
+    from pynova.tools.trace import Tracer, parse_events
+    events = parse_events(spec)
+    tracers = []
+
+    def setup(kernel):  # type: ignore[no-untyped-def]
+        tracers.append(Tracer(kernel, events, sys.stderr))
+        tracers[0].attach()
+
+    def on_exit(kernel):  # type: ignore[no-untyped-def]
+        tracers[0].finish(kernel.outcome)
+    return {"setup": setup, "on_exit": on_exit}
+
+
+def cmd_readelf(args: argparse.Namespace) -> int:
+    from pynova.tools.readelf import report
+    image, _name = read_program(args.program)
+    lines, accepted = report(image)
+    print("\n".join(lines))
+    return 0 if accepted else 126
+
+
+def cmd_maps(args: argparse.Namespace) -> int:
+    from pynova.kernel.kernel import KernelPanic
+    from pynova.tools.maps import format_space, inspect
+
+    image, name = read_program(args.program)
+    try:
+        modules = [(image, name)] + [read_program(extra) for extra in args.module]
+        space, outcome, _output = inspect(modules, at=args.at, mem_size=args.mem,
+                                          max_insns=args.max_insns, timeout=args.timeout,
+                                          quantum=args.quantum)
+    except KernelPanic as err:
+        raise CliError(f"pynova maps: {err}", err.status) from None
+    where = "before the first user instruction" if outcome is None else \
+        f"after the task ended ({outcome.reason}: {outcome.message})"
+    print(f"address space of {name} {where}")
+    print("\n".join(format_space(space)))
+    if args.svg:
+        from pynova.tools.svg import render
+        Path(args.svg).write_text(render(space, title=f"{name}: {where}"))
+        print(f"picture: {args.svg}")
+    if args.at == "fault" and (outcome is None or outcome.reason != "fault"):
+        print("pynova maps: the task ended without a fault", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -136,6 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", help="output file (default: first source's stem)")
     build.add_argument("--cflags", action="append", help="extra compiler flag (repeatable)")
     build.set_defaults(func=cmd_build)
+
+    run.add_argument("--trace", metavar="EVENTS",
+                     help="log events to stderr: syscall,exception,map,sched (or all)")
+    run.add_argument("--no-explain", action="store_true",
+                     help="do not explain faults after the exception report")
+
+    readelf = sub.add_parser("readelf", help="ELF headers, planned pages and loader checks")
+    readelf.add_argument("program", help="an i386 ELF file, or the name of a bundled example")
+    readelf.set_defaults(func=cmd_readelf)
+
+    maps = sub.add_parser("maps", help="the task's address space from its page tables")
+    add_run_options(maps)
+    maps.add_argument("--at", choices=("start", "exit", "fault"), default="start",
+                      help="before the first user instruction (default), at the end, "
+                      "or at a fault")
+    maps.add_argument("--svg", metavar="FILE", help="also draw it as an SVG picture")
+    maps.set_defaults(func=cmd_maps)
 
     examples = sub.add_parser("examples", help="list the bundled example programs")
     examples.set_defaults(func=cmd_examples)

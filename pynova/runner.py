@@ -3,6 +3,7 @@ Python API share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pynova.kernel import Kernel, Outcome
@@ -48,8 +49,15 @@ def run_image(image: bytes, name: str, *, mem_size: int = 128 << 20,
               console: Console | None = None, max_insns: int | None = None,
               timeout: float | None = None, quantum: int | None = None,
               modules: list[tuple[bytes, str]] | None = None,
-              count_instructions: bool = False) -> RunResult:
-    """Boot a fresh machine with ``image`` as the boot module and run it."""
+              count_instructions: bool = False, explain: bool = False,
+              setup: Callable[[Kernel], None] | None = None,
+              on_exit: Callable[[Kernel], None] | None = None) -> RunResult:
+    """Boot a fresh machine with ``image`` as the boot module and run it.
+
+    ``explain`` adds fault explanations after exception reports; ``setup``
+    sees the booted kernel before the first user instruction (tracers attach
+    there), ``on_exit`` sees it after the task ended, before the machine
+    is closed."""
     check_mem(mem_size)
     console = console if console is not None else Console()
     with Machine(mem_size, console) as machine:
@@ -60,9 +68,16 @@ def run_image(image: bytes, name: str, *, mem_size: int = 128 << 20,
             console.line(str(err))
             reason = "elf" if str(err).startswith("ELF error") else "boot"
             return RunResult(err.status, reason, console.output, str(err))
+        if explain:
+            from pynova.tools.explain import explain_fault
+            kernel.explain = explain_fault
         if count_instructions:
             machine.cpu.set_counting(True)
+        if setup is not None:
+            setup(kernel)
         outcome: Outcome = kernel.run(max_insns=max_insns, timeout=timeout)
+        if on_exit is not None:
+            on_exit(kernel)
         counted = machine.cpu.instructions if machine.cpu.counting else None  # type: ignore[attr-defined]
         return RunResult(outcome.status, outcome.reason, console.output, outcome.message,
                          outcome.fault, counted)

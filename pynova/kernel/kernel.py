@@ -8,7 +8,9 @@ from __future__ import annotations
 import collections
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pynova import __version__
 from pynova.kernel import heap, layout
@@ -89,6 +91,10 @@ class Kernel:
         self.syscalls = Syscalls(self)
         self.cpu.syscall_handler = self.syscalls
         self.cpu.fetch_code = self._fetch_code  # type: ignore[attr-defined]
+        #: Optional observers (pynova.tools), checked only on slow paths:
+        #: ``tracer.slice(ec)``/``tracer.exception(fault)``, ``explain(kernel, fault)``.
+        self.tracer: Any = None
+        self.explain: Callable[[Kernel, Fault], list[str]] | None = None
 
     # ---------------------------------------------------------------- boot
     def boot(self, mbi_addr: int) -> None:
@@ -169,6 +175,8 @@ class Kernel:
             return None
         ec = self.ready[0]
         self.current = ec
+        if self.tracer is not None:
+            self.tracer.slice(ec)
         budget = self._budget(max_insns, single_step)
         if budget is not None and budget <= 0:
             self._limit(f"limit: {self.cpu.instructions} instructions executed (--max-insns)")
@@ -270,6 +278,10 @@ class Kernel:
     def user_exception(self, ec: Ec, trap: Trap) -> None:
         fault = Fault(trap.vector or 0, trap.eip, trap.cr2, trap.error_code, ec.id)
         for line in report_lines(fault, ec.regs, len(self.ecs)):
+            self.console.line(line)
+        if self.tracer is not None:
+            self.tracer.exception(fault)
+        for line in self.explain(self, fault) if self.explain is not None else ():
             self.console.line(line)
         self.finish(Outcome(128 + fault.signal, "fault", fault.name, fault))
 

@@ -1,0 +1,230 @@
+"""Fault explanations: what an exception report means, in words.
+
+Printed after the kernel's report lines. For a page fault: the error code
+decoded (Intel SDM vol. 3A, 4.7, Figure 4-12), the page walk for CR2 and
+the bit that refused the access; for every exception: the faulting
+instruction (Capstone) and where it is (``.symtab`` symbol + offset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pynova.kernel.exceptions import PF_I, PF_P, PF_U, PF_W, Fault
+from pynova.kernel.pd import Pd, UserMemoryError
+from pynova.kernel.ptab import LARGE, PRESENT, RW, USER, Walk
+from pynova.tools.symbols import SymbolTable
+
+if TYPE_CHECKING:
+    from pynova.kernel.kernel import Kernel
+
+PRIVILEGED = {"cli", "sti", "hlt", "in", "out", "insb", "insw", "insd", "outsb", "outsw",
+              "outsd", "lgdt", "lidt", "lldt", "ltr", "lmsw", "clts", "invd", "wbinvd",
+              "invlpg", "rdmsr", "wrmsr", "iretd"}
+MAX_INSN = 15
+
+
+@dataclass(frozen=True)
+class Instruction:
+    address: int
+    size: int
+    mnemonic: str
+    operands: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.mnemonic} {self.operands}".strip()
+
+
+def flags_text(entry: int) -> str:
+    """'P RW US A D' style names of the set attribute bits of a PDE/PTE."""
+    names = [(PRESENT, "P"), (RW, "RW"), (USER, "US"), (1 << 5, "A"), (1 << 6, "D"),
+             (LARGE, "PS")]
+    return " ".join(name for bit, name in names if entry & bit) or "-"
+
+
+def decode_error_code(code: int, fetch: bool) -> str:
+    """The page-fault error code, bit by bit."""
+    parts = [
+        f"P={code & PF_P} " + ("protection violation" if code & PF_P else "page not present"),
+        f"W/R={code >> 1 & 1} " + ("write" if code & PF_W else "read"),
+        f"U/S={code >> 2 & 1} " + ("user mode" if code & PF_U else "supervisor mode"),
+        f"I/D={code >> 4 & 1} " + ("instruction fetch" if fetch else "data access"),
+    ]
+    text = f"error code {code:#x}: " + ", ".join(parts)
+    if fetch and not code & PF_I:
+        text += " (I/D stays 0 without NX; a fetch, since CR2 = EIP)"
+    return text
+
+
+# ------------------------------------------------------------- page walks
+def refusal(walk: Walk, code: int, fetch: bool) -> tuple[str, str]:
+    """(what was attempted, which entry and bit refused it)."""
+    access = "instruction fetch from" if fetch else ("write to" if code & PF_W else "read of")
+    pde, pte = walk.pde, walk.pte
+    if not pde & PRESENT:
+        return f"{access} an unmapped address", f"PDE {pde:#010x}: P=0, no page table"
+    if not pde & LARGE and not pte & PRESENT:
+        return f"{access} an unmapped page", f"PTE {pte:#010x}: P=0"
+    entry, name = (pde, "PDE") if pde & LARGE else (pte, "PTE")
+    if code & PF_U and not (pde & pte & USER if not pde & LARGE else pde & USER):
+        bad, which = (pde, "PDE") if not pde & USER else (entry, name)
+        return f"{access} a supervisor-only page", f"{which} {bad:#010x}: US=0"
+    if code & PF_W and not (pde & RW and (pde & LARGE or pte & RW)):
+        bad, which = (pde, "PDE") if not pde & RW else (entry, name)
+        return f"{access} a read-only page", f"{which} {bad:#010x}: RW=0"
+    return f"{access} a page", f"{name} {entry:#010x}: allowed now (changed since the fault?)"
+
+
+def walk_lines(walk: Walk) -> list[str]:
+    pde_i, pte_i = walk.virt >> 22, walk.virt >> 12 & 0x3FF
+    lines = [f"walk {walk.virt:#010x}: PDE[{pde_i}] at {walk.pde_addr:#x} = "
+             f"{walk.pde:#010x} ({flags_text(walk.pde)})"]
+    if walk.pde & PRESENT and not walk.pde & LARGE:
+        lines.append(f"{'':18}PTE[{pte_i}] at {walk.pte_addr:#x} = {walk.pte:#010x} "
+                     f"({flags_text(walk.pte)})")
+    if walk.phys is not None:
+        lines.append(f"{'':18}-> physical {walk.phys:#010x}")
+    return lines
+
+
+# ------------------------------------------------------ code and symbols
+def read_code(pd: Pd, addr: int, size: int = MAX_INSN) -> bytes:
+    """As many bytes from ``addr`` as the user could read (up to ``size``)."""
+    for n in range(size, 0, -1):
+        try:
+            return pd.read_user(addr, n)
+        except UserMemoryError:
+            continue
+    return b""
+
+
+def disassemble(code: bytes, addr: int) -> Instruction | None:
+    import capstone
+
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+    for address, size, mnemonic, operands in cs.disasm_lite(code, addr):
+        return Instruction(address, size, mnemonic, operands)
+    return None
+
+
+def instruction_at(pd: Pd, addr: int) -> Instruction | None:
+    return disassemble(read_code(pd, addr), addr)
+
+
+def call_before(pd: Pd, ret: int) -> Instruction | None:
+    """The call instruction that ends right at the return address ``ret``."""
+    for size in (2, 3, 5, 6, 7):
+        insn = instruction_at(pd, ret - size)
+        if insn is not None and insn.size == size and insn.mnemonic.startswith("call"):
+            return insn
+    return None
+
+
+def where(symbols: SymbolTable, addr: int) -> str:
+    """'main+0xc' (plus a label sitting exactly there), or the bare address."""
+    name = symbols.describe(addr)
+    labels = [s.name for s in symbols.symbols if s.value == addr and s.size == 0]
+    extra = [label for label in labels if name is None or not name.startswith(label)]
+    text = name if name is not None else f"{addr:#x}"
+    return f"{text} <{', '.join(extra)}>" if extra else text
+
+
+def insn_phrase(symbols: SymbolTable, insn: Instruction | None, addr: int) -> str:
+    if insn is None:
+        return f"at {where(symbols, addr)} (no readable instruction there)"
+    return f"in {where(symbols, addr)}: {insn.text}"
+
+
+# ------------------------------------------------------------ per vector
+@dataclass(frozen=True)
+class Context:
+    """What an explanation looks at: the address space, symbols, esp."""
+
+    pd: Pd
+    symbols: SymbolTable
+    esp: int
+
+
+def explain_page_fault(fault: Fault, ctx: Context) -> list[str]:
+    code, eip, cr2 = fault.error_code, fault.eip, fault.cr2
+    fetch = bool(code & PF_I) or cr2 == eip
+    walk = ctx.pd.ptab.walk(cr2)
+    attempt, refused = refusal(walk, code, fetch)
+    head = f"{attempt} {cr2:#x} ({refused})" if fetch else f"{attempt} ({refused})"
+    if fetch:
+        caller = _caller(ctx)
+        head += f", {caller}" if caller else ""
+    else:
+        head += f", {insn_phrase(ctx.symbols, instruction_at(ctx.pd, eip), eip)}"
+    return [head, decode_error_code(code, fetch)] + walk_lines(walk)
+
+
+def _caller(ctx: Context) -> str | None:
+    """For a jump into nowhere: the call that got there, from [esp]."""
+    try:
+        ret = int.from_bytes(ctx.pd.read_user(ctx.esp, 4), "little")
+    except UserMemoryError:
+        return None
+    call = call_before(ctx.pd, ret)
+    if call is None:
+        return None
+    return f"called from {where(ctx.symbols, call.address)}: {call.text}"
+
+
+def explain_gp(fault: Fault, ctx: Context, insn: Instruction | None) -> str:
+    code = fault.error_code
+    if code & 2:
+        return (f"int {code >> 3:#x}: the IDT gate of vector {code >> 3} has DPL 0, "
+                f"so ring 3 may not use it (error code {code:#x})")
+    if insn is not None and insn.mnemonic in PRIVILEGED:
+        return f"privileged instruction {insn.mnemonic} in user mode (CPL 3, IOPL 0)"
+    if code:
+        return f"protection check failed on selector {code & 0xFFF8:#x} (error code {code:#x})"
+    return "general protection: the instruction broke a protection rule in ring 3"
+
+
+def headline(fault: Fault, ctx: Context, insn: Instruction | None) -> str:
+    v = fault.vector
+    if v == 13:
+        return explain_gp(fault, ctx, insn)
+    if v == 0:
+        return "divide error: division by zero (or a quotient too big for the register)"
+    if v == 6:
+        name = ctx.symbols.describe(fault.eip) or ""
+        if insn is not None and insn.mnemonic == "ud2" and name.startswith("_start"):
+            return "invalid opcode ud2: main returned into start.S, which ends in ud2"
+        return "invalid opcode: the CPU cannot decode this instruction"
+    if v == 3:
+        return "breakpoint: int3 executed with no debugger attached"
+    return f"{fault.name} (vector {v})"
+
+
+def explain(fault: Fault, ctx: Context) -> list[str]:
+    """The explanation lines for one fault."""
+    if fault.vector == 14:
+        lines = explain_page_fault(fault, ctx)
+    else:
+        addr = fault.eip - 1 if fault.vector == 3 else fault.eip
+        insn = instruction_at(ctx.pd, addr)
+        lines = [f"{headline(fault, ctx, insn)}, {insn_phrase(ctx.symbols, insn, addr)}"]
+    return ["why: " + lines[0]] + ["  " + line for line in lines[1:]]
+
+
+def module_image(kernel: Kernel) -> bytes:
+    info = kernel.boot_info
+    if info is None or not info.modules:
+        return b""
+    mod = info.modules[0]
+    return kernel.memory.read(mod.start, mod.end - mod.start)
+
+
+def explain_fault(kernel: Kernel, fault: Fault) -> list[str]:
+    """The hook the runner installs as ``Kernel.explain``: never raises."""
+    ec = kernel.ecs[fault.ec] if fault.ec < len(kernel.ecs) else kernel.current
+    try:
+        ctx = Context(ec.pd, SymbolTable.from_elf(module_image(kernel)), ec.regs.esp)
+        return explain(fault, ctx)
+    except Exception as err:  # noqa: BLE001 - an explanation must not kill the report
+        return [f"why: (no explanation: {type(err).__name__}: {err})"]
