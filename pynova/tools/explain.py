@@ -101,12 +101,14 @@ def read_code(pd: Pd, addr: int, size: int = MAX_INSN) -> bytes:
 
 
 def disassemble(code: bytes, addr: int) -> Instruction | None:
-    import capstone
+    from pynova.machine.decode import Decoder
 
-    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
-    for address, size, mnemonic, operands in cs.disasm_lite(code, addr):
-        return Instruction(address, size, mnemonic, operands)
-    return None
+    decoder = Decoder()
+    try:
+        found = decoder.first(code, addr) if code else None
+    finally:
+        decoder.close()
+    return Instruction(addr, *found) if found else None
 
 
 def instruction_at(pd: Pd, addr: int) -> Instruction | None:

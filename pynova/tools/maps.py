@@ -66,11 +66,16 @@ class AddressSpace:
     modules: list[tuple[int, int, str]] = field(default_factory=list)
 
 
-def ranges(ptab: Ptab) -> list[Range]:
-    """Merge the present user pages into maximal contiguous ranges."""
+def ranges(ptab: Ptab, shown: int = SHOWN) -> list[Range]:
+    """Merge the present user pages into maximal contiguous ranges (pages
+    whose ``shown`` flags differ stay apart)."""
+    return merge({virt: (pte & PAGE_MASK, pte & shown) for virt, pte in ptab.user_mappings()})
+
+
+def merge(pages: dict[int, tuple[int, int]]) -> list[Range]:
+    """Pages {virt: (phys, flags)} -> contiguous ranges."""
     out: list[Range] = []
-    for virt, pte in ptab.user_mappings():
-        phys, flags = pte & PAGE_MASK, pte & SHOWN
+    for virt, (phys, flags) in sorted(pages.items()):
         last = out[-1] if out else None
         if last and last.end == virt and last.phys + last.size == phys and last.flags == flags:
             out[-1] = Range(last.virt, virt + PAGE_SIZE, last.phys, flags)

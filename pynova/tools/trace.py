@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, TextIO
 
 from pynova.kernel import syscall as sc
 from pynova.kernel.exceptions import MNEMONICS, Fault
-from pynova.tools.maps import Range, ranges
+from pynova.kernel.layout import PAGE_MASK
+from pynova.kernel.ptab import PRESENT, RW, USER
+from pynova.tools.maps import merge
 
 if TYPE_CHECKING:
     from pynova.kernel.ec import Ec
@@ -51,7 +53,7 @@ class Tracer:
         self.kernel = kernel
         self.events = events
         self.stream = stream
-        self._ranges: list[Range] = []
+        self._pages: dict[int, tuple[int, int]] = {}
         self._last_ec: int | None = None
         self._known_ecs = 0
 
@@ -92,16 +94,16 @@ class Tracer:
         pd = self.kernel.pd
         if pd is None:
             return
-        now = ranges(pd.ptab)
-        old_set, new_set = set(self._ranges), set(now)
-        for r in self._ranges:
-            if r not in new_set:
-                self.emit(f"unmap {r.virt:#010x}-{r.end:#010x}")
-        for r in now:
-            if r not in old_set:
-                self.emit(f"map   {r.virt:#010x}-{r.end:#010x} -> {r.phys:#010x} "
-                          f"[{r.flag_text}]")
-        self._ranges = now
+        now = {virt: (pte & PAGE_MASK, pte & (PRESENT | RW | USER))  # A/D are not mappings
+               for virt, pte in pd.ptab.user_mappings()}
+        gone = {v: e for v, e in self._pages.items() if v not in now}
+        added = {v: e for v, e in now.items() if self._pages.get(v) != e}
+        for r in merge(gone):
+            self.emit(f"unmap {r.virt:#010x}-{r.end:#010x}")
+        for r in merge(added):
+            self.emit(f"map   {r.virt:#010x}-{r.end:#010x} -> {r.phys:#010x} "
+                      f"[{r.flag_text}]")
+        self._pages = now
 
     # ------------------------------------------------------- kernel hooks
     def slice(self, ec: Ec) -> None:
@@ -139,3 +141,4 @@ def call_text(nr: int, esi: int, edi: int) -> str:
         return f"sys_{nr}({esi:#x}, {edi:#x})"
     args = [f"{esi:#x}", f"{edi}" if nr == sc.SYS_PRINT else f"{edi:#x}"][:ARGS.get(nr, 2)]
     return f"sys_{name}({', '.join(args)})"
+
