@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import re
 import shutil
 import socket
@@ -11,6 +12,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -749,3 +751,205 @@ def test_real_gdb_against_a_fake_target() -> None:
     assert wait_for(result) == StopReason.exited(7)
     assert target.registers[1]["eax"] == 0x1234
     server.close()
+
+
+# -- the pynova kernel under a real gdb -------------------------------------------------
+
+THREADS_C = """
+#include "pynova.h"
+volatile int flag;
+void worker(void *arg) { flag = 1; for (;;) thr_yield(); }
+int main(void)
+{
+    thread_create(worker, 0);
+    while (!flag)
+        thr_yield();
+    exit(5);
+}
+"""
+
+
+@dataclass
+class DebuggedRun:
+    """A kernel running one program under run_under_gdb in a thread."""
+
+    port: int
+    console: object
+    done: threading.Event
+    outcome: list[object]
+
+
+def start_debugged(program: Path, *, wait: bool = True) -> DebuggedRun:
+    from pynova.machine import Console, Machine
+    from pynova.runner import boot
+    from pynova.tools.gdbstub.debug_run import run_under_gdb
+
+    ports: queue.Queue[int] = queue.Queue()
+    console = Console()
+    run = DebuggedRun(0, console, threading.Event(), [])
+
+    def main() -> None:
+        with Machine(32 << 20, console) as machine:
+            kernel = boot(machine, [(program.read_bytes(), str(program))])
+            run.outcome.append(run_under_gdb(kernel, 0, wait=wait, on_listen=ports.put))
+        run.done.set()
+
+    threading.Thread(target=main, daemon=True).start()
+    run.port = ports.get(timeout=30)
+    return run
+
+
+def gdb_batch(program: Path, port: int, commands: list[str]) -> str:
+    args = [GDB or "gdb", "-nx", "-batch", "-ex", "set confirm off"]
+    args += ["-ex", f"target remote 127.0.0.1:{port}"]
+    for command in commands:
+        args += ["-ex", command]
+    done = subprocess.run([*args, str(program)], capture_output=True, text=True, timeout=120)
+    return done.stdout + done.stderr
+
+
+def example(name: str) -> Path:
+    toolchain = pytest.importorskip("pynova.toolchain")
+    try:
+        return toolchain.example_path(name)
+    except toolchain.ToolchainError as err:
+        pytest.skip(f"no i386 toolchain: {err}")
+
+
+needs_gdb = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+
+
+@needs_gdb
+def test_gdb_hello_break_main_next_and_exit() -> None:
+    program = example("hello")
+    run = start_debugged(program)
+    out = gdb_batch(
+        program,
+        run.port,
+        [
+            "break main",
+            "continue",
+            "info registers eip",
+            "x/s 0x1000",
+            "next",
+            "continue",
+            "continue",
+        ],
+    )
+    assert run.done.wait(30), out
+    assert "Breakpoint 1, main ()" in out, out
+    assert re.search(r"eip\s+0x[0-9a-f]+\s+0x[0-9a-f]+ <main\+\d+>", out), out
+    assert "Program received signal SIGILL" in out, out
+    assert "Program terminated with signal SIGILL" in out, out
+    assert "Hello world!" in run.console.output  # type: ignore[attr-defined]
+    assert run.outcome[0].status == 132  # type: ignore[attr-defined]
+
+
+@needs_gdb
+def test_gdb_pagefault_stops_with_sigsegv_and_siginfo() -> None:
+    program = example("pagefault")
+    run = start_debugged(program)
+    out = gdb_batch(
+        program,
+        run.port,
+        ["continue", "p $_siginfo._sifields._sigfault.si_addr", "p $pc == main", "continue"],
+    )
+    assert run.done.wait(30), out
+    assert "Program received signal SIGSEGV" in out, out
+    assert "$1 = (void *) 0x234" in out, out
+    assert "$2 = 1" in out, out
+    assert "Program terminated with signal SIGSEGV" in out, out
+    assert run.outcome[0].status == 139  # type: ignore[attr-defined]
+
+
+@needs_gdb
+def test_gdb_exit_status_memory_and_registers() -> None:
+    program = example("exit42")
+    run = start_debugged(program)
+    out = gdb_batch(
+        program,
+        run.port,
+        ["break main", "continue", "set $eax = 0x5a5a", "p/x $eax", "x/2i $pc", "continue"],
+    )
+    assert run.done.wait(30), out
+    assert "$1 = 0x5a5a" in out, out
+    assert "exited with code 052" in out, out
+    assert run.outcome[0].status == 42  # type: ignore[attr-defined]
+
+
+@needs_gdb
+def test_gdb_threads(tmp_path: Path) -> None:
+    toolchain = pytest.importorskip("pynova.toolchain")
+    source = tmp_path / "threads.c"
+    source.write_text(THREADS_C)
+    try:
+        program = toolchain.build_program([source], tmp_path / "threads")
+    except toolchain.ToolchainError as err:
+        pytest.skip(f"no i386 toolchain: {err}")
+    run = start_debugged(program)
+    out = gdb_batch(
+        program,
+        run.port,
+        ["break worker", "continue", "info threads", "thread 1", "p $pc", "continue"],
+    )
+    assert run.done.wait(30), out
+    assert re.search(r"Thread 2 hit Breakpoint 1, worker", out), out
+    assert re.search(r"\* 2\s+Thread 2", out) and re.search(r"\n\s+1\s+Thread 1", out), out
+    assert "exited with code 05" in out, out
+
+
+def test_ctrl_c_stops_a_spinning_program_and_detach_lets_it_finish(tmp_path: Path) -> None:
+    run = start_debugged(spin_program(tmp_path))
+    with socket.create_connection(("127.0.0.1", run.port)) as sock:
+        sock.sendall(frame(b"QStartNoAckMode"))
+        read_until(sock, frame(b"OK"))
+        sock.sendall(frame(b"c"))
+        time.sleep(0.3)
+        sock.sendall(b"\x03")
+        assert read_until(sock, frame(b"T02thread:1;")).endswith(frame(b"T02thread:1;"))
+        sock.sendall(frame(b"p8"))
+        reply = sock.recv(4096)
+        while not re.search(rb"#..$", reply):
+            reply += sock.recv(4096)
+        eip = int.from_bytes(bytes.fromhex(reply[1:9].decode()), "little")
+        assert 0x2000 <= eip < 0x3000, reply
+        sock.sendall(frame(b"s"))
+        assert read_until(sock, frame(b"T05thread:1;")).endswith(frame(b"T05thread:1;"))
+        sock.sendall(frame(b"D"))
+        read_until(sock, frame(b"OK"))
+    assert run.done.wait(60)
+    assert "done" in run.console.output  # type: ignore[attr-defined]
+    assert run.outcome[0].status == 132  # type: ignore[attr-defined]
+
+
+def spin_program(tmp_path: Path) -> Path:
+    toolchain = pytest.importorskip("pynova.toolchain")
+    source = toolchain.examples_dir() / "spin.c"
+    try:
+        return toolchain.build_program(
+            [source], tmp_path / "spin", extra_cflags=["-DITER=20000000u"]
+        )
+    except toolchain.ToolchainError as err:
+        pytest.skip(f"no i386 toolchain: {err}")
+
+
+def test_attach_to_a_running_program_then_kill(tmp_path: Path) -> None:
+    run = start_debugged(spin_program(tmp_path), wait=False)
+    time.sleep(0.2)
+    with socket.create_connection(("127.0.0.1", run.port)) as sock:
+        sock.sendall(frame(b"?"))
+        assert read_until(sock, frame(b"T05thread:1;")) == b"+" + frame(b"T05thread:1;")
+        sock.sendall(b"+" + frame(b"k"))
+        assert run.done.wait(30)
+    assert run.outcome[0].status == 137  # type: ignore[attr-defined]
+    assert "done" not in run.console.output  # type: ignore[attr-defined]
+
+
+def test_disconnect_while_running_lets_the_program_finish(tmp_path: Path) -> None:
+    run = start_debugged(spin_program(tmp_path))
+    with socket.create_connection(("127.0.0.1", run.port)) as sock:
+        sock.sendall(frame(b"Z0,2000,1") + frame(b"c"))
+        time.sleep(0.2)
+    assert run.done.wait(60)
+    assert "done" in run.console.output  # type: ignore[attr-defined]
+    assert run.outcome[0].status == 132  # type: ignore[attr-defined]

@@ -47,6 +47,7 @@ _GDB_SIGNAL = {7: Signal.SIGBUS}
 INTERRUPT_RETRY_S = 0.05
 INTERRUPT_TRIES = 100
 PAGE_FAULT = 14
+USER_RPL = 3
 _SI_CODES = {0: FPE_INTDIV, 6: ILL_ILLOPN, 3: TRAP_BRKPT, 1: TRAP_BRKPT}
 _WATCH = {
     BreakKind.WRITE_WATCH: WatchKind.WRITE,
@@ -218,7 +219,7 @@ class KernelTarget:
 
     def _step(self) -> StopReason:
         ec = self._kernel.ready[0]
-        trap = self._kernel.run_slice(single_step=True)
+        trap = self._slice(ec, single_step=True)
         return self._stopped(ec, trap) or StopReason.signal(Signal.SIGTRAP, gdb_thread(ec))
 
     def _continue(self) -> StopReason:
@@ -226,10 +227,28 @@ class KernelTarget:
             if self._interrupt.is_set() or not self._kernel.ready:
                 break
             ec = self._kernel.ready[0]
-            stop = self._stopped(ec, self._kernel.run_slice())
+            stop = self._stopped(ec, self._slice(ec, single_step=False))
             if stop is not None:
                 return stop
         return self._stopped(self._kernel.current, None) or self._interrupted()
+
+    def _slice(self, ec: Ec, *, single_step: bool) -> Trap | None:
+        """One kernel slice; repairs the Ec's registers after an interrupt.
+
+        Workaround: the CPU reports an INTERRUPTED trap with eip 0 and the
+        kernel saves the CPU's registers as the user's even when the stop
+        came before the ``iret`` to user mode (in ring 0). Until both are
+        fixed, take eip from the CPU when it stopped in user mode and keep
+        the registers from before the slice when it stopped in ring 0.
+        """
+        before = ec.regs.copy()
+        trap = self._kernel.run_slice(single_step=single_step)
+        if trap is not None and trap.kind is TrapKind.INTERRUPTED and trap.eip == 0:
+            if self._cpu.read_reg("cs") & 3 == USER_RPL:
+                ec.regs.eip = self._cpu.read_reg("eip")
+            else:
+                ec.regs = before
+        return trap
 
     def _stopped(self, ec: Ec, trap: Trap | None) -> StopReason | None:
         """The stop to report after one slice, or None to go on running."""
