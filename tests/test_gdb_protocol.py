@@ -771,7 +771,7 @@ int main(void)
 
 @dataclass
 class DebuggedRun:
-    """A kernel running one program under run_under_gdb in a thread."""
+    """A kernel running one program under serve_gdb in a thread."""
 
     port: int
     console: object
@@ -780,18 +780,25 @@ class DebuggedRun:
 
 
 def start_debugged(program: Path, *, wait: bool = True) -> DebuggedRun:
-    from pynova.machine import Console, Machine
-    from pynova.runner import boot
-    from pynova.tools.gdbstub.debug_run import run_under_gdb
+    """Run ``program`` as ``pynova run --gdb 0 [--gdb-wait]`` would: through
+    ``run_image`` with ``serve_gdb`` as its setup hook."""
+    from pynova.machine import Console
+    from pynova.runner import run_image
+    from pynova.tools.gdbstub.debug_run import serve_gdb
 
     ports: queue.Queue[int] = queue.Queue()
     console = Console()
     run = DebuggedRun(0, console, threading.Event(), [])
 
     def main() -> None:
-        with Machine(32 << 20, console) as machine:
-            kernel = boot(machine, [(program.read_bytes(), str(program))])
-            run.outcome.append(run_under_gdb(kernel, 0, wait=wait, on_listen=ports.put))
+        result = run_image(
+            program.read_bytes(),
+            str(program),
+            mem_size=32 << 20,
+            console=console,
+            setup=lambda kernel: serve_gdb(kernel, 0, wait=wait, on_listen=ports.put),
+        )
+        run.outcome.append(result)
         run.done.set()
 
     threading.Thread(target=main, daemon=True).start()

@@ -4,8 +4,12 @@ under a gdb stub.
 With ``wait`` the task stops before its first user instruction until gdb
 connects, like ``qemu -S``. Without it the task runs at once and a gdb that
 connects later stops it where it is (reported as SIGTRAP, like an attach);
-a task that ends before anyone connects ends as usual. After the session
-(``detach``, a disconnect) the task runs on to its end.
+a task that ends before anyone connects ends as usual.
+
+:func:`serve_gdb` returns when the gdb session is over. If the task still
+runs then (gdb detached or disconnected), the caller runs it on as usual,
+``kernel.run(...)`` with its limits; so ``serve_gdb`` fits ``run_image``'s
+``setup`` hook, which is called before the first user instruction.
 """
 
 from __future__ import annotations
@@ -20,17 +24,19 @@ from pynova.tools.gdbstub.server import GdbServer
 from pynova.tools.gdbstub.stop import Signal, StopReason
 
 
-def run_under_gdb(
+def serve_gdb(
     kernel: Kernel,
     port: int,
     *,
     wait: bool,
     on_listen: Callable[[int], None] | None = None,
-) -> Outcome:
-    """Serve gdb on 127.0.0.1:``port`` for ``kernel``'s task; its outcome.
+) -> Outcome | None:
+    """Serve gdb on 127.0.0.1:``port`` for ``kernel``'s task.
 
-    ``on_listen`` gets the port actually used (``port`` 0 picks one) once
-    the socket listens, e.g. to tell the user where to connect.
+    Returns the task's outcome if it ended during the session, else None
+    (the caller runs it on). ``on_listen`` gets the port actually used
+    (``port`` 0 picks one) once the socket listens, e.g. to tell the user
+    where to connect. ``OSError`` if the port cannot be bound.
     """
     target = KernelTarget(kernel)
     server = GdbServer(target, port)
@@ -44,7 +50,7 @@ def run_under_gdb(
             _run_until_attached(server, target)
     finally:
         server.close()
-    return kernel.outcome if kernel.outcome is not None else kernel.run()
+    return kernel.outcome
 
 
 def _run_until_attached(server: GdbServer, target: KernelTarget) -> None:
