@@ -835,14 +835,19 @@ def test_gdb_hello_break_main_next_and_exit() -> None:
         run.port,
         [
             "break main",
+            "break *print",
             "continue",
             "info registers eip",
-            "x/s 0x1000",
+            "continue",
+            "x/s *(char **)($esp + 4)",
+            "delete",
+            "finish",
             "next",
             "continue",
             "continue",
         ],
     )
+    assert '"Hello world!\\n"' in out, out
     assert run.done.wait(30), out
     assert "Breakpoint 1, main ()" in out, out
     assert re.search(r"eip\s+0x[0-9a-f]+\s+0x[0-9a-f]+ <main\+\d+>", out), out
@@ -934,7 +939,7 @@ def spin_program(tmp_path: Path) -> Path:
     source = toolchain.examples_dir() / "spin.c"
     try:
         return toolchain.build_program(
-            [source], tmp_path / "spin", extra_cflags=["-DITER=20000000u"]
+            [source], tmp_path / "spin", extra_cflags=["-DITER=60000000u"]
         )
     except toolchain.ToolchainError as err:
         pytest.skip(f"no i386 toolchain: {err}")
