@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
+# Byte-compile pynova once: with PYTHONDONTWRITEBYTECODE set (as on our CI
+# machines) every `pynova run` would otherwise compile the kernel again.
 examples: $(STAMP)
+	$(PY) -m compileall -q pynova
 	$(PY) -m pynova.toolchain
 
 # hello returns from main into the seed's ud2: pynova reports the Invalid

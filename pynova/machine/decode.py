@@ -8,8 +8,8 @@ more than a whole boot, and a fault report needs one instruction.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
-from pathlib import Path
+
+from pynova.machine.native import packaged_library
 
 # capstone.h (Capstone 5): cs_arch, cs_mode.
 CS_ARCH_X86 = 3
@@ -34,23 +34,19 @@ class DecoderMissing(RuntimeError):
     """The capstone package (and so libcapstone) is not installed."""
 
 
-def library_path() -> Path:
-    spec = importlib.util.find_spec("capstone")
-    if spec is None or not spec.submodule_search_locations:
-        raise DecoderMissing("the 'capstone' package is not installed (pip install capstone)")
-    for folder in spec.submodule_search_locations:
-        for name in ("libcapstone.so", "libcapstone.so.5", "libcapstone.dylib", "capstone.dll"):
-            candidate = Path(folder) / "lib" / name
-            if candidate.exists():
-                return candidate
-    raise DecoderMissing("the 'capstone' package has no libcapstone library")
+def library_path() -> str:
+    path = packaged_library("capstone", ("libcapstone.so", "libcapstone.so.5",
+                                         "libcapstone.dylib", "capstone.dll"))
+    if path is None:
+        raise DecoderMissing("libcapstone not found: install the 'capstone' package")
+    return path
 
 
 class Decoder:
     """Splits i386 machine code into instructions."""
 
     def __init__(self) -> None:
-        lib = ctypes.CDLL(str(library_path()))
+        lib = ctypes.CDLL(library_path())
         lib.cs_open.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_size_t)]
         lib.cs_disasm.argtypes = [ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
                                   ctypes.c_uint64, ctypes.c_size_t,

@@ -10,8 +10,8 @@ ships; the constants below are checked against that binding by the tests.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
-from pathlib import Path
+
+from pynova.machine.native import packaged_library
 
 # unicorn.h: uc_arch, uc_mode, uc_prot, uc_hook_type, uc_query_type, uc_err.
 UC_ARCH_X86 = 4
@@ -91,22 +91,19 @@ class UnicornMissing(RuntimeError):
     """The unicorn package (and so libunicorn) is not installed."""
 
 
-def library_path() -> Path:
-    """Where the unicorn wheel keeps libunicorn, found without importing it."""
-    spec = importlib.util.find_spec("unicorn")
-    if spec is None or not spec.submodule_search_locations:
-        raise UnicornMissing("the 'unicorn' package is not installed (pip install unicorn)")
-    for folder in spec.submodule_search_locations:
-        for name in ("libunicorn.so.2", "libunicorn.so", "libunicorn.2.dylib",
-                     "libunicorn.dylib", "unicorn.dll"):
-            candidate = Path(folder) / "lib" / name
-            if candidate.exists():
-                return candidate
-    raise UnicornMissing("the 'unicorn' package has no libunicorn library")
+def library_path() -> str:
+    """Where the unicorn wheel keeps libunicorn."""
+    path = packaged_library("unicorn", ("libunicorn.so.2", "libunicorn.so",
+                                        "libunicorn.2.dylib", "libunicorn.dylib",
+                                        "unicorn.dll"))
+    if path is None:
+        raise UnicornMissing("libunicorn not found: install the 'unicorn' package "
+                             "(pip install 'unicorn>=2.1,<2.2')")
+    return path
 
 
 def load_library() -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(library_path()))
+    lib = ctypes.CDLL(library_path())
     vp, u64, sz = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t
     lib.uc_open.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(vp)]
     lib.uc_close.argtypes = [vp]
