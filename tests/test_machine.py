@@ -1,0 +1,95 @@
+"""The machine layer: Unicorn/Capstone ABI constants, RAM, Multiboot info."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from pynova.machine import Console, Machine
+from pynova.machine import uc_abi as uc
+from pynova.machine.decode import CS_ARCH_X86, CS_MODE_32, Decoder
+from pynova.machine.memory import PhysicalMemory, PhysicalMemoryError
+from pynova.machine.multiboot import BootInfo, load_multiboot
+
+
+def test_unicorn_constants_match_the_binding():
+    from unicorn import unicorn_const as c
+    from unicorn import x86_const as x
+
+    for name, value in uc.REG.items():
+        assert getattr(x, f"UC_X86_REG_{name.upper()}") == value, name
+    assert x.UC_X86_INS_SYSENTER == uc.UC_X86_INS_SYSENTER
+    assert (x.UC_X86_INS_IN, x.UC_X86_INS_OUT) == (uc.UC_X86_INS_IN, uc.UC_X86_INS_OUT)
+    for name in ("UC_ARCH_X86", "UC_MODE_32", "UC_PROT_ALL", "UC_HOOK_INTR", "UC_HOOK_INSN",
+                 "UC_HOOK_CODE", "UC_HOOK_BLOCK", "UC_QUERY_TIMEOUT", "UC_ERR_INSN_INVALID",
+                 "UC_CTL_TB_FLUSH", "UC_CTL_TLB_FLUSH", "UC_CTL_TB_REMOVE_CACHE"):
+        assert getattr(c, name) == getattr(uc, name), name
+
+
+def test_capstone_constants_match_the_binding():
+    import capstone
+
+    assert (capstone.CS_ARCH_X86, capstone.CS_MODE_32) == (CS_ARCH_X86, CS_MODE_32)
+
+
+def test_decoder_splits_instructions():
+    code = bytes.fromhex("c70534020000120000000f0b")
+    d = Decoder()
+    assert d.disassemble(code, 0x200c) == [(0x200c, 10, "mov", "dword ptr [0x234], 0x12"),
+                                           (0x2016, 2, "ud2", "")]
+    assert d.count(code, 0x200c) == 2 and d.count(code, 0x200c, upto=0x2016) == 1
+
+
+def test_physical_memory_bounds():
+    mem = PhysicalMemory(1 << 20)
+    mem.w32(0xFFFFC, 0xDEADBEEF)
+    assert mem.read(0xFFFFC, 4) == struct.pack("<I", 0xDEADBEEF)
+    with pytest.raises(PhysicalMemoryError):
+        mem.read(0xFFFFE, 4)
+    mem.close()
+
+
+def test_multiboot_information_is_real_bytes():
+    mem = PhysicalMemory(4 << 20)
+    addr = load_multiboot(mem, [(b"\x7fELF-module", "user/hello")], 0x9000, 0x107000)
+    flags, lower, upper, _dev, cmdline, count, mods = struct.unpack_from("<7I", mem.read(addr, 28))
+    assert flags & (1 << 3) and flags & 1
+    assert (lower, upper) == (640, (4 << 20) // 1024 - 1024)
+    assert count == 1
+    start, end, string, _ = struct.unpack("<4I", mem.read(mods, 16))
+    assert (start, end) == (0x107000, 0x107000 + 11)
+    assert start % 4096 == 0
+    assert mem.read(string, 11) == b"user/hello\0"
+    assert mem.read(start, 11) == b"\x7fELF-module"
+    info = BootInfo.unpack(mem, addr)
+    assert info.modules[0].cmdline == "user/hello" and info.mem_size == 4 << 20
+    assert mem.read(cmdline, 7) == b"pynova\0"
+    mem.close()
+
+
+def test_console_keeps_what_the_kernel_printed():
+    console = Console()
+    console.line("a")
+    console.write_bytes(b"b\xff")
+    assert console.output == "a\nb\xff"
+
+
+def test_cpu_descriptor_tables_after_boot():
+    from pynova.kernel.layout import GDT_PHYS, IDT_PHYS, kvirt
+    from pynova.runner import boot
+    from pynova.toolchain import example_path
+
+    with Machine(8 << 20, Console()) as machine:
+        kernel = boot(machine, [(example_path("hello").read_bytes(), "hello")])
+        cpu = kernel.cpu
+        assert cpu.read_table_register("gdtr") == (kvirt(GDT_PHYS), 6 * 8 - 1)
+        assert cpu.read_table_register("idtr") == (kvirt(IDT_PHYS), 256 * 8 - 1)
+        assert cpu.read_msr(0x174) == 0x08
+        assert cpu.read_cr(0) & 0x80000001 == 0x80000001  # PG and PE
+        # The user code descriptor (selector 0x1b, index 3) has DPL 3.
+        access = machine.memory.read(GDT_PHYS + 3 * 8 + 5, 1)[0]
+        assert access == 0xFA
+        kernel.run()
+        regs = cpu.read_regs()
+        assert (regs.cs, regs.ss) == (0x1B, 0x23)  # the task ran in ring 3
