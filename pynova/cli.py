@@ -44,6 +44,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {text!r}")
+    return value
+
+
 def resolve_program(spec: str) -> Path:
     """A path to an ELF file, or the name of a bundled example (built on demand)."""
     path = Path(spec)
@@ -81,11 +91,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     modules = [(image, name)] + [read_program(extra) for extra in args.module]
     console = Console(sys.stdout)
     hooks = trace_hooks(args.trace) if args.trace else {}
+    if args.gdb is not None:
+        hooks["setup"] = chain(hooks.get("setup"), gdb_setup(args.gdb, args.gdb_wait))
+    elif args.gdb_wait:
+        raise CliError("pynova run: --gdb-wait needs --gdb PORT", STATUS_USAGE)
     result = run_image(image, name, mem_size=args.mem, console=console,
                        max_insns=args.max_insns, timeout=args.timeout,
                        quantum=args.quantum, modules=modules,
                        explain=not args.no_explain, **hooks)
     return result.status
+
+
+def chain(*hooks):  # type: ignore[no-untyped-def]
+    """One setup hook that calls each given hook in turn."""
+    present = [h for h in hooks if h is not None]
+
+    def run_all(kernel):  # type: ignore[no-untyped-def]
+        for hook in present:
+            hook(kernel)
+    return run_all
+
+
+def gdb_setup(port: int, wait: bool):  # type: ignore[no-untyped-def]
+    """A setup hook that serves the GDB remote protocol on 127.0.0.1:port."""
+    from pynova.tools.gdbstub.debug_run import serve_gdb
+
+    def announce(actual: int) -> None:
+        print(f"pynova: gdb stub listening on 127.0.0.1:{actual}"
+              f"{' (waiting for gdb before the first instruction)' if wait else ''}",
+              file=sys.stderr, flush=True)
+
+    def setup(kernel):  # type: ignore[no-untyped-def]
+        try:
+            serve_gdb(kernel, port, wait=wait, on_listen=announce)
+        except OSError as err:
+            raise CliError(f"pynova run: cannot serve gdb on port {port}: "
+                           f"{err.strerror or err}", STATUS_USAGE) from None
+    return setup
 
 
 def trace_hooks(spec: str) -> dict:  # type: ignore[type-arg]
@@ -192,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="log events to stderr: syscall,exception,map,sched (or all)")
     run.add_argument("--no-explain", action="store_true",
                      help="do not explain faults after the exception report")
+    run.add_argument("--gdb", type=port_number, metavar="PORT",
+                     help="serve the GDB remote protocol on 127.0.0.1:PORT (0: any port)")
+    run.add_argument("--gdb-wait", action="store_true",
+                     help="with --gdb: stop before the first user instruction (like qemu -S)")
 
     readelf = sub.add_parser("readelf", help="ELF headers, planned pages and loader checks")
     readelf.add_argument("program", help="an i386 ELF file, or the name of a bundled example")

@@ -93,3 +93,37 @@ def test_cpu_descriptor_tables_after_boot():
         kernel.run()
         regs = cpu.read_regs()
         assert (regs.cs, regs.ss) == (0x1B, 0x23)  # the task ran in ring 3
+
+
+def test_breakpoint_fires_once_and_resuming_there_goes_on():
+    from conftest import symbol
+
+    from pynova.machine.cpu import TrapKind
+    from pynova.runner import boot
+    from pynova.toolchain import example_path
+
+    path = example_path("exit42")
+    with Machine(8 << 20, Console()) as machine:
+        kernel = boot(machine, [(path.read_bytes(), "exit42")])
+        main = symbol(path, "main")
+        machine.cpu.add_breakpoint(main)
+        trap = kernel.run_slice()
+        assert (trap.kind, trap.eip, kernel.current.regs.eip) == (TrapKind.BREAKPOINT, main, main)
+        assert kernel.run_slice() is None  # resumed past main, ran to exit
+        assert kernel.outcome.status == 42
+
+
+def test_a_stop_requested_between_runs_stops_the_next_run_in_user_mode():
+    from pynova.machine.cpu import TrapKind
+    from pynova.runner import boot
+    from pynova.toolchain import example_path
+
+    with Machine(8 << 20, Console()) as machine:
+        kernel = boot(machine, [(example_path("spin").read_bytes(), "spin")])
+        entry = kernel.current.regs.eip
+        machine.cpu.request_stop()
+        trap = kernel.run_slice()
+        assert (trap.kind, trap.eip) == (TrapKind.INTERRUPTED, entry)
+        assert kernel.current.regs.eip == entry and kernel.current.regs.cs == 0x1B
+        assert kernel.run_slice(single_step=True).kind is TrapKind.BUDGET
+        assert kernel.current.regs.eip != entry  # one instruction later

@@ -28,7 +28,9 @@ class Ec:
     regs: Regs
     state: EcState = EcState.READY
     stack_top: int = 0
-    started: bool = field(default=False)
+    #: Like EFLAGS.RF (Intel SDM vol. 3B, 17.3.1.1): set when the Ec stopped
+    #: at a breakpoint, so that resuming there does not break again at once.
+    resume_flag: bool = field(default=False)
 
     @classmethod
     def create(cls, ec_id: int, pd: Pd, eip: int, esp: int) -> Ec:

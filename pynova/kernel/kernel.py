@@ -206,11 +206,19 @@ class Kernel:
         cpu.write_reg("esp", layout.kvirt(frame))
         # The iret itself is one more instruction for the budget to allow.
         return cpu.run(iret_stub_address(), max_insns=None if budget is None else budget + 1,
-                       timeout=timeout)
+                       timeout=timeout, resume_eip=self._resume_eip(ec))
+
+    @staticmethod
+    def _resume_eip(ec: Ec) -> int | None:
+        resume, ec.resume_flag = ec.resume_flag, False
+        return ec.regs.eip if resume else None
 
     def save_user_state(self, ec: Ec, eip: int) -> None:
-        ec.regs = self.cpu.read_regs()
-        ec.regs.eip = eip
+        regs = self.cpu.read_regs()
+        if regs.cs & 3 != 3:
+            return  # stopped before the iret reached ring 3: ec.regs still hold
+        regs.eip = eip
+        ec.regs = regs
 
     def handle(self, ec: Ec, trap: Trap, max_insns: int | None,
                single_step: bool) -> Trap | None:
@@ -230,6 +238,7 @@ class Kernel:
         elif kind is TrapKind.TIMEOUT:
             self._limit("limit: time is up (--timeout)")
         else:  # BREAKPOINT, WATCHPOINT, INTERRUPTED, HALT: for a debugger
+            ec.resume_flag = kind is TrapKind.BREAKPOINT
             return trap
         return None
 

@@ -110,6 +110,7 @@ class UnicornCpu:
                        extra=(ctypes.c_int(uc.UC_X86_INS_OUT),))
         self._breakpoints: dict[int, int] = {}
         self._skip_breakpoint: int | None = None
+        self._stop_requested = False
         self._block_sizes: dict[tuple[int, int], int] = {}
         self._block_start = 0
         self._block_size = 0
@@ -292,9 +293,10 @@ class UnicornCpu:
         self._lib.uc_emu_stop(self._uc)
 
     def request_stop(self) -> None:
-        """Stop the running CPU soon; safe to call from another thread."""
-        if self._pending is None:
-            self._pending = Trap(TrapKind.INTERRUPTED, 0)
+        """Stop the running CPU soon; safe to call from another thread. A
+        request made while the CPU is not running stops the next run as soon
+        as it reaches user mode."""
+        self._stop_requested = True
         self._lib.uc_emu_stop(self._uc)
 
     # ------------------------------------------------- instruction counts
@@ -379,14 +381,22 @@ class UnicornCpu:
         self._lib.uc_ctl(self._uc, uc.uc_ctl_write(uc.UC_CTL_TLB_FLUSH, 0))
 
     # --------------------------------------------------------------- run
-    def run(self, eip: int, *, max_insns: int | None = None,
-            timeout: float | None = None) -> Trap:
-        """Run from ``eip`` until something stops the CPU; say what."""
+    def run(self, eip: int, *, max_insns: int | None = None, timeout: float | None = None,
+            resume_eip: int | None = None) -> Trap:
+        """Run from ``eip`` until something stops the CPU; say what.
+
+        ``resume_eip`` is the user instruction the run returns to (when ``eip``
+        is the kernel's exit path): a breakpoint there does not fire again."""
         self._pending = None
         self._kernel_insns = 0
         start_count = self.instructions
         budget = max_insns
-        self._skip_breakpoint = eip if eip in self._breakpoints else None
+        if self._stop_requested:
+            if eip < _USER_LIMIT:
+                self._stop_requested = False
+                return Trap(TrapKind.INTERRUPTED, eip)
+            budget = 1  # just the kernel's iret, then stop in user mode
+        self._skip_breakpoint = resume_eip if resume_eip in self._breakpoints else None
         timeout_us = 0 if timeout is None else max(1, int(timeout * 1e6))
         while True:
             self._resume_at = None
@@ -420,6 +430,10 @@ class UnicornCpu:
         if timed_out.value:
             self._uncount_from(eip)
             return Trap(TrapKind.TIMEOUT, eip)
+        if self._stop_requested:
+            self._stop_requested = False
+            self._uncount_from(eip)
+            return Trap(TrapKind.INTERRUPTED, eip)
         if max_insns is not None:
             if self.counting:
                 self.instructions = start_count + max_insns - self._kernel_insns

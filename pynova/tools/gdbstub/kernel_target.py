@@ -15,7 +15,6 @@ for a Unix process without a handler for the signal.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 
 from pynova.kernel import Kernel, Outcome
@@ -43,11 +42,7 @@ WRITABLE_EFLAGS = 0x00240CD5
 STATUS_KILLED = 137
 #: Linux signal numbers (the kernel's) that differ from gdb's.
 _GDB_SIGNAL = {7: Signal.SIGBUS}
-#: How long :meth:`KernelTarget.interrupt` keeps asking a busy CPU to stop.
-INTERRUPT_RETRY_S = 0.05
-INTERRUPT_TRIES = 100
 PAGE_FAULT = 14
-USER_RPL = 3
 _SI_CODES = {0: FPE_INTDIV, 6: ILL_ILLOPN, 3: TRAP_BRKPT, 1: TRAP_BRKPT}
 _WATCH = {
     BreakKind.WRITE_WATCH: WatchKind.WRITE,
@@ -233,22 +228,8 @@ class KernelTarget:
         return self._stopped(self._kernel.current, None) or self._interrupted()
 
     def _slice(self, ec: Ec, *, single_step: bool) -> Trap | None:
-        """One kernel slice; repairs the Ec's registers after an interrupt.
-
-        Workaround: the CPU reports an INTERRUPTED trap with eip 0 and the
-        kernel saves the CPU's registers as the user's even when the stop
-        came before the ``iret`` to user mode (in ring 0). Until both are
-        fixed, take eip from the CPU when it stopped in user mode and keep
-        the registers from before the slice when it stopped in ring 0.
-        """
-        before = ec.regs.copy()
-        trap = self._kernel.run_slice(single_step=single_step)
-        if trap is not None and trap.kind is TrapKind.INTERRUPTED and trap.eip == 0:
-            if self._cpu.read_reg("cs") & 3 == USER_RPL:
-                ec.regs.eip = self._cpu.read_reg("eip")
-            else:
-                ec.regs = before
-        return trap
+        """One kernel slice of ``ec`` (the head of the ready queue)."""
+        return self._kernel.run_slice(single_step=single_step)
 
     def _stopped(self, ec: Ec, trap: Trap | None) -> StopReason | None:
         """The stop to report after one slice, or None to go on running."""
@@ -291,17 +272,10 @@ class KernelTarget:
         return StopReason.killed(signal)
 
     def interrupt(self) -> None:
-        """Ask the running task to stop; safe from any thread.
-
-        The CPU forgets a stop request made just before a run starts, so
-        the request is repeated until :meth:`resume` has seen it.
-        """
+        """Ask the running task to stop; safe from any thread. The CPU keeps
+        the request until its next run reaches user mode."""
         self._interrupt.set()
-        for _ in range(INTERRUPT_TRIES):
-            if not self._run.running or not self._interrupt.is_set():
-                return
-            self._cpu.request_stop()
-            time.sleep(INTERRUPT_RETRY_S)
+        self._cpu.request_stop()
 
     def kill(self) -> None:
         self._remove_all()

@@ -1,0 +1,58 @@
+"""Issue 5 end to end: `pynova run PROGRAM --gdb PORT --gdb-wait` driven by
+the real Debian gdb in batch mode."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import symbol
+from test_gdb_protocol import GDB, gdb_batch
+
+from pynova.toolchain import example_path
+
+pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+
+
+def start_cli(*args: str) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "pynova", "run", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    assert found, line
+    return proc, int(found.group(1))
+
+
+def test_cli_gdb_hello_break_main_next_continue():
+    program = example_path("hello")
+    proc, port = start_cli("hello", "--gdb", "0", "--gdb-wait")
+    out = gdb_batch(program, port, ["break main", "continue", "info registers eip",
+                                    "x/s 0x1074", "next", "continue"])
+    stdout, _ = proc.communicate(timeout=60)
+    main_bp = re.search(r"Breakpoint 1 at (0x[0-9a-f]+)", out)
+    assert main_bp, out
+    assert re.search(rf"eip\s+{main_bp.group(1)}\s+{main_bp.group(1)} <main\+\d+>", out), out
+    assert symbol(program, "main") <= int(main_bp.group(1), 16)
+    assert '"Hello world!\\n"' in out, out
+    assert "Program received signal SIGILL" in out, out
+    assert "Hello world!" in stdout
+    assert proc.returncode == 132
+
+
+def test_cli_gdb_pagefault_stops_with_sigsegv_at_the_store():
+    program = example_path("pagefault")
+    proc, port = start_cli("pagefault", "--gdb", "0", "--gdb-wait")
+    out = gdb_batch(program, port, ["continue", "p $pc", "p $_siginfo._sifields._sigfault.si_addr",
+                                    "continue"])
+    proc.communicate(timeout=60)
+    assert "Program received signal SIGSEGV" in out, out
+    assert "(void *) 0x234" in out, out
+    assert proc.returncode == 139
+
+
+def test_cli_gdb_wait_needs_gdb():
+    proc = subprocess.run([sys.executable, "-m", "pynova", "run", "hello", "--gdb-wait"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--gdb-wait needs --gdb" in proc.stderr
