@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     script = Path(sys.executable).with_name("pynova")
     if script.exists():
         pynova = [str(script), "run"]
-    print(f"pynova benchmarks (ratio = pynova / reference kernel under qemu; lower is faster)")
+    print("pynova benchmarks (ratio = pynova / reference kernel under qemu; lower is faster)")
     report("hello end to end (s)", median_wall([*pynova, "hello"], args.runs))
     sysloop = statistics.median(in_process_run("sysloop") for _ in range(3))
     report("sysloop 100k sum calls (s)", sysloop)

@@ -7,7 +7,8 @@ handler returns the new eax, or None to leave eax unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pynova.kernel.pd import UserMemoryError
 
