@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,9 +62,11 @@ def measure(images: dict[str, bytes], runs: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Measure and print; ``argv`` None means defaults (benchmarks/run.py
+    calls this with its own command line still in sys.argv)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="runs per median")
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)
     with tempfile.TemporaryDirectory(prefix="pynova-bench-") as tmp:
         t = measure(build_variants(Path(tmp)), args.runs)
     base = t["sysloop"] / SUM_CALLS * 1e6
@@ -86,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
