@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ class Kernel:
         self.outcome: Outcome | None = None
         self.stats = KernelStats()
         self._pending: _Pending | None = None
+        self._time_up = False
         self.syscalls = Syscalls(self)
         self.cpu.syscall_handler = self.syscalls
         self.cpu.fetch_code = self._fetch_code  # type: ignore[attr-defined]
@@ -157,13 +159,29 @@ class Kernel:
 
     # ------------------------------------------------------------ running
     def run(self, *, max_insns: int | None = None, timeout: float | None = None) -> Outcome:
-        """Run until the task ends or a limit is reached."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Run until the task ends or a limit is reached.
+
+        The time limit is a watchdog thread that asks the CPU to stop once,
+        not a timeout on every slice (Unicorn starts a timer thread for each
+        timed run, which a task switching threads often would pay for)."""
         if max_insns is not None:
             self.cpu.set_counting(True)
-        while self.outcome is None:
-            self.run_slice(max_insns=max_insns, deadline=deadline)
+        watchdog = None
+        if timeout is not None:
+            watchdog = threading.Timer(max(timeout, 0.0), self._time_is_up)
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            while self.outcome is None:
+                self.run_slice(max_insns=max_insns)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         return self.outcome
+
+    def _time_is_up(self) -> None:
+        self._time_up = True
+        self.cpu.request_stop()
 
     def run_slice(self, *, max_insns: int | None = None, deadline: float | None = None,
                   single_step: bool = False) -> Trap | None:
@@ -236,6 +254,8 @@ class Kernel:
             else:
                 self._rotate()
         elif kind is TrapKind.TIMEOUT:
+            self._limit("limit: time is up (--timeout)")
+        elif kind is TrapKind.INTERRUPTED and self._time_up:
             self._limit("limit: time is up (--timeout)")
         else:  # BREAKPOINT, WATCHPOINT, INTERRUPTED, HALT: for a debugger
             ec.resume_flag = kind is TrapKind.BREAKPOINT
