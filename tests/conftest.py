@@ -10,7 +10,20 @@ import pytest
 
 from pynova.machine import Console
 from pynova.runner import RunResult, run_image
-from pynova.toolchain import example_path
+from pynova.toolchain import ToolchainError, example_path, find_toolchain
+
+
+def _have_toolchain() -> bool:
+    try:
+        find_toolchain()
+    except ToolchainError:
+        return False
+    return True
+
+
+#: Tests that build programs of their own; `make test` has already built the
+#: examples, so a missing toolchain fails there loudly first.
+needs_toolchain = pytest.mark.skipif(not _have_toolchain(), reason="no i386 toolchain")
 
 
 @pytest.fixture(scope="session")

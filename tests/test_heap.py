@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from conftest import needs_toolchain
 
 from pynova.kernel import heap
 from pynova.kernel.elf import PT_LOAD, check_header, program_headers
@@ -15,18 +16,9 @@ from pynova.kernel.pd import Pd
 from pynova.kernel.ptab import PRESENT, RW, USER
 from pynova.machine import Console, Machine
 from pynova.runner import boot, run_image
-from pynova.toolchain import ToolchainError, example_path, find_toolchain
+from pynova.toolchain import example_path
 
-
-def _have_toolchain() -> bool:
-    try:
-        find_toolchain()
-    except ToolchainError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _have_toolchain(), reason="no i386 toolchain")
+pytestmark = needs_toolchain
 
 MB = 1 << 20
 TABLE_SPAN = 4 * MB

@@ -6,28 +6,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import needs_toolchain
 
 from pynova.kernel.kernel import Kernel
 from pynova.machine import Console, Machine
 from pynova.runner import RunResult, boot, run_image
 from pynova.toolchain import (
-    ToolchainError,
     build_program,
     example_path,
     examples_dir,
-    find_toolchain,
 )
 
-
-def _have_toolchain() -> bool:
-    try:
-        find_toolchain()
-    except ToolchainError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _have_toolchain(), reason="no i386 toolchain")
+pytestmark = needs_toolchain
 
 YIELD_ORDER = [
     "main step 0 (EC 0)", "A step 0 (EC 1)", "B step 0 (EC 2)",

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import needs_toolchain
 
 from pynova import toolchain
 from pynova.toolchain import (
@@ -49,15 +50,6 @@ needs_binutils = pytest.mark.skipif(
 )
 
 
-def _have_toolchain() -> bool:
-    try:
-        find_toolchain()
-    except ToolchainError:
-        return False
-    return True
-
-
-needs_toolchain = pytest.mark.skipif(not _have_toolchain(), reason="no i386 toolchain")
 
 
 @pytest.fixture
@@ -69,8 +61,6 @@ def build_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    if not _have_toolchain():
-        pytest.skip("no i386 toolchain")
     return build_examples(tmp_path_factory.mktemp("examples"))
 
 
@@ -322,9 +312,8 @@ def test_empty_path_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> No
     assert "\n" not in msg
 
 
+@needs_toolchain
 def test_cli_builds_everything(tmp_path: Path) -> None:
-    if not _have_toolchain():
-        pytest.skip("no i386 toolchain")
     assert toolchain.main(["--outdir", str(tmp_path)]) == 0
     for name, _ in list_examples():
         assert (tmp_path / name).is_file()
