@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pynova import __version__
@@ -56,10 +56,8 @@ class _Pending:
 
 @dataclass
 class KernelStats:
-    syscalls: int = 0
-    switches: int = 0
-    entries: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    switches: int = 0   # context switches (yields and preemptions)
+    entries: int = 0    # returns to user mode through iret
 
 
 class KernelPanic(Exception):
