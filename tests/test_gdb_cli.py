@@ -56,3 +56,33 @@ def test_cli_gdb_wait_needs_gdb():
     proc = subprocess.run([sys.executable, "-m", "pynova", "run", "hello", "--gdb-wait"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--gdb-wait needs --gdb" in proc.stderr
+
+
+WATCH_C = """#include "pynova.h"
+volatile int counter;
+int main(void)
+{
+    for (int i = 0; i < 3; i++)
+        counter += 10;
+    printf("counter=%d\\n", counter);
+    exit(counter);
+}
+"""
+
+
+def test_cli_gdb_hardware_watchpoint_stops_after_each_write(tmp_path):
+    from pynova.toolchain import build_program
+
+    source = tmp_path / "watch.c"
+    source.write_text(WATCH_C)
+    program = build_program([source], tmp_path / "watch")
+    proc, port = start_cli(str(program), "--gdb", "0", "--gdb-wait")
+    out = gdb_batch(program, port, ["break main", "continue", "watch counter", "continue",
+                                    "continue", "p counter", "delete", "continue"])
+    stdout, _ = proc.communicate(timeout=60)
+    assert "Hardware watchpoint 2: counter" in out, out
+    assert re.search(r"Old value = 0\s+New value = 10", out), out
+    assert re.search(r"Old value = 10\s+New value = 20", out), out
+    assert "$1 = 20" in out, out
+    assert "counter=30" in stdout
+    assert proc.returncode == 30

@@ -111,6 +111,9 @@ class UnicornCpu:
         self._breakpoints: dict[int, int] = {}
         self._skip_breakpoint: int | None = None
         self._stop_requested = False
+        self._watchpoints: dict[tuple[int, int, str], int] = {}
+        self._after_access_hook: int | None = None
+        self._watch_hit: int | None = None
         self._block_sizes: dict[tuple[int, int], int] = {}
         self._block_start = 0
         self._block_size = 0
@@ -362,6 +365,49 @@ class UnicornCpu:
             self._del_hook(handle)
             self._flush_code()
 
+    def add_watchpoint(self, phys: int, length: int, kind: str, report_as: int) -> None:
+        """Stop after an instruction that writes ("watch"), reads ("rwatch")
+        or touches ("awatch") physical [phys, phys+length), reporting the
+        hit as ``report_as``, as a debug register would (SDM vol. 3B, 17.2.4:
+        data breakpoints are traps). Unicorn's memory hooks see physical
+        addresses once paging is on, so the caller translates (and splits
+        at page boundaries). While any is set, every instruction passes a
+        check."""
+        key = (phys, length, kind)
+        if key in self._watchpoints:
+            return
+        access = {"watch": uc.UC_HOOK_MEM_WRITE, "rwatch": uc.UC_HOOK_MEM_READ,
+                  "awatch": uc.UC_HOOK_MEM_READ | uc.UC_HOOK_MEM_WRITE}[kind]
+
+        def hit(_uc: int, _type: int, _addr: int, _size: int, _value: int, _d: int) -> bool:
+            if self._watch_hit is None:
+                self._watch_hit = report_as
+            return True
+
+        self._watchpoints[key] = self._add_hook(access, uc.HOOK_MEM(hit), phys,
+                                                phys + max(length, 1) - 1)
+        if self._after_access_hook is None:
+            self._after_access_hook = self._add_hook(uc.UC_HOOK_CODE,
+                                                     uc.HOOK_CODE(self._on_instruction))
+        self._flush_code()
+
+    def remove_watchpoint(self, phys: int, length: int, kind: str) -> None:
+        handle = self._watchpoints.pop((phys, length, kind), None)
+        if handle is None:
+            return
+        self._del_hook(handle)
+        if not self._watchpoints and self._after_access_hook is not None:
+            self._del_hook(self._after_access_hook)
+            self._after_access_hook = None
+        self._flush_code()
+
+    def _on_instruction(self, _uc: int, address: int, _size: int, _data: int) -> None:
+        """Before each instruction while watchpoints exist: the previous one
+        hit a watchpoint, so stop here, after it."""
+        if self._watch_hit is not None and address < _USER_LIMIT:
+            hit, self._watch_hit = self._watch_hit, None
+            self._record(Trap(TrapKind.WATCHPOINT, address, address=hit), address)
+
     def _on_breakpoint(self, _uc: int, address: int, _size: int, _data: int) -> None:
         if self._skip_breakpoint == address:
             self._skip_breakpoint = None
@@ -388,6 +434,7 @@ class UnicornCpu:
         ``resume_eip`` is the user instruction the run returns to (when ``eip``
         is the kernel's exit path): a breakpoint there does not fire again."""
         self._pending = None
+        self._watch_hit = None
         self._kernel_insns = 0
         start_count = self.instructions
         budget = max_insns

@@ -73,7 +73,8 @@ class _Run:
     """The state one debugging session keeps about the task."""
 
     breakpoints: set[tuple[BreakKind, int]] = field(default_factory=set)
-    watchpoints: dict[int, tuple[BreakKind, int]] = field(default_factory=dict)
+    watchpoints: dict[int, tuple[BreakKind, int, list[tuple[int, int]]]] = field(
+        default_factory=dict)
     fatal_signal: int | None = None
     running: bool = False
 
@@ -173,25 +174,46 @@ class KernelTarget:
         return True
 
     def _insert_watchpoint(self, kind: BreakKind, address: int, length: int) -> bool:
+        """A data breakpoint on the physical bytes behind [address, address+length)
+        (the CPU watches physical memory); refused (so gdb single-steps and
+        compares instead) for unmapped memory or a CPU without them."""
         add = getattr(self._cpu, "add_watchpoint", None)
-        if add is None:
-            return False  # gdb then single-steps and compares: slow but exact
-        add(address, length, _WATCH[kind].value)
-        self._run.watchpoints[address] = (kind, length)
+        pieces = self._physical_pieces(address, length)
+        if add is None or pieces is None:
+            return False
+        for phys, size in pieces:
+            add(phys, size, _WATCH[kind].value, address)
+        self._run.watchpoints[address] = (kind, length, pieces)
         return True
 
     def _remove_watchpoint(self, kind: BreakKind, address: int, length: int) -> bool:
         remove = getattr(self._cpu, "remove_watchpoint", None)
-        if remove is None:
-            return False
-        remove(address, length, _WATCH[kind].value)
-        self._run.watchpoints.pop(address, None)
+        entry = self._run.watchpoints.pop(address, None)
+        if remove is None or entry is None:
+            return remove is not None
+        for phys, size in entry[2]:
+            remove(phys, size, _WATCH[kind].value)
         return True
+
+    def _physical_pieces(self, address: int, length: int) -> list[tuple[int, int]] | None:
+        pd = self._kernel.pd
+        if pd is None or length <= 0:
+            return None
+        pieces = []
+        end = address + length
+        while address < end:
+            size = min(end, (address | 0xFFF) + 1) - address
+            phys = pd.ptab.walk(address).phys
+            if phys is None:
+                return None
+            pieces.append((phys, size))
+            address += size
+        return pieces
 
     def _remove_all(self) -> None:
         for address in {addr for _, addr in self._run.breakpoints}:
             self._cpu.remove_breakpoint(address)
-        for address, (kind, length) in list(self._run.watchpoints.items()):
+        for address, (kind, length, _pieces) in list(self._run.watchpoints.items()):
             self._remove_watchpoint(kind, address, length)
         self._run.breakpoints.clear()
 
