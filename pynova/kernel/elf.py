@@ -7,6 +7,7 @@ Layouts: System V ABI, "ELF Header" and "Program Header" (gabi41, ch. 4),
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 ELF_MAGIC = b"\x7fELF"
@@ -87,26 +88,51 @@ class Ph:
             ("E" if self.flags & PF_X else " ")
 
 
-def check_header(image: bytes) -> Eh:
-    """The seed's step 1 checks, one reason per failure."""
+@dataclass(frozen=True)
+class HeaderCheck:
+    """One of the seed's step-1 checks: what must hold, and the reason given
+    when it does not."""
+
+    holds: str
+    test: Callable[[Eh, int], bool]        # (header, file size)
+    reason: Callable[[Eh, int], str]
+
+
+#: The header checks after the magic, in the order the kernel applies them
+#: (``pynova readelf`` lists the same table).
+HEADER_CHECKS: tuple[HeaderCheck, ...] = (
+    HeaderCheck("class is ELFCLASS32 (1)", lambda eh, n: eh.elf_class == ELFCLASS32,
+                lambda eh, n: f"ELF class {eh.elf_class} is not 32-bit (1)"),
+    HeaderCheck("data is little-endian (1)", lambda eh, n: eh.data == ELFDATA2LSB,
+                lambda eh, n: f"data encoding {eh.data} is not little-endian (1)"),
+    HeaderCheck("type is EXEC (2)", lambda eh, n: eh.type == ET_EXEC,
+                lambda eh, n: f"type {ET_NAMES.get(eh.type, eh.type)} is not an "
+                              f"executable (EXEC)"),
+    HeaderCheck("machine is i386 (3)", lambda eh, n: eh.machine == EM_386,
+                lambda eh, n: f"machine {eh.machine} is not i386 (3)"),
+    HeaderCheck("has program headers", lambda eh, n: eh.phnum > 0,
+                lambda eh, n: "no program headers"),
+    HeaderCheck(f"program header size is {PH.size}", lambda eh, n: eh.phentsize == PH.size,
+                lambda eh, n: f"program header size {eh.phentsize} is not {PH.size}"),
+    HeaderCheck("program headers lie inside the file",
+                lambda eh, n: eh.phoff + eh.phnum * PH.size <= n,
+                lambda eh, n: f"program headers at {eh.phoff:#x} ({eh.phnum} entries) "
+                              f"lie outside the file of {n} bytes"),
+)
+
+
+def check_magic(image: bytes) -> None:
     if len(image) < 4 or image[:4] != ELF_MAGIC:
         raise ElfError("bad magic: not an ELF file")
+
+
+def check_header(image: bytes) -> Eh:
+    """The seed's step 1 checks, one reason per failure."""
+    check_magic(image)
     eh = Eh.unpack(image)
-    if eh.elf_class != ELFCLASS32:
-        raise ElfError(f"ELF class {eh.elf_class} is not 32-bit (1)")
-    if eh.data != ELFDATA2LSB:
-        raise ElfError(f"data encoding {eh.data} is not little-endian (1)")
-    if eh.type != ET_EXEC:
-        raise ElfError(f"type {ET_NAMES.get(eh.type, eh.type)} is not an executable (EXEC)")
-    if eh.machine != EM_386:
-        raise ElfError(f"machine {eh.machine} is not i386 (3)")
-    if eh.phnum == 0:
-        raise ElfError("no program headers")
-    if eh.phentsize != PH.size:
-        raise ElfError(f"program header size {eh.phentsize} is not {PH.size}")
-    if eh.phoff + eh.phnum * PH.size > len(image):
-        raise ElfError(f"program headers at {eh.phoff:#x} ({eh.phnum} entries) "
-                       f"lie outside the file of {len(image)} bytes")
+    for check in HEADER_CHECKS:
+        if not check.test(eh, len(image)):
+            raise ElfError(check.reason(eh, len(image)))
     return eh
 
 

@@ -47,7 +47,8 @@ class Plan:
     needs_stack: bool
 
 
-def _check_segment(i: int, ph: Ph, size: int) -> None:
+def check_segment(i: int, ph: Ph, size: int) -> None:
+    """The checks of one PT_LOAD segment ``i`` of a module of ``size`` bytes."""
     if ph.filesz > ph.memsz:
         raise ElfError(f"segment {i}: file size {ph.filesz:#x} exceeds memory size {ph.memsz:#x}")
     if ph.vaddr % PAGE_SIZE != ph.offset % PAGE_SIZE:
@@ -102,7 +103,7 @@ def plan(image: bytes) -> Plan:
     if not loads:
         raise ElfError("no loadable (PT_LOAD) segment")
     for i, ph in loads:
-        _check_segment(i, ph, len(image))
+        check_segment(i, ph, len(image))
         _add_segment(pages, i, ph)
     _check_overlaps(pages)
     if not any(ph.vaddr <= eh.entry < ph.vaddr + ph.memsz for _, ph in loads):

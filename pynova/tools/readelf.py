@@ -4,16 +4,12 @@ the pages the loader will map, and the verdict of every loader check."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pynova.kernel import loader
 from pynova.kernel.elf import (
     EH,
     ELF_MAGIC,
-    EM_386,
-    ET_EXEC,
     ET_NAMES,
-    PH,
+    HEADER_CHECKS,
     PT_LOAD,
     PT_NAMES,
     Eh,
@@ -25,19 +21,6 @@ from pynova.kernel.elf import (
 from pynova.kernel.layout import KERNEL_END
 from pynova.tools.maps import FLAG_BITS
 
-Check = tuple[str, Callable[[Eh, int], bool]]
-
-#: The header checks of ``elf.check_header``, in its order.
-HEADER_CHECKS: list[Check] = [
-    ("class is ELFCLASS32 (1)", lambda eh, n: eh.elf_class == 1),
-    ("data is little-endian (1)", lambda eh, n: eh.data == 1),
-    ("type is EXEC (2)", lambda eh, n: eh.type == ET_EXEC),
-    ("machine is i386 (3)", lambda eh, n: eh.machine == EM_386),
-    ("has program headers", lambda eh, n: eh.phnum > 0),
-    (f"program header size is {PH.size}", lambda eh, n: eh.phentsize == PH.size),
-    ("program headers lie inside the file",
-     lambda eh, n: eh.phoff + eh.phnum * PH.size <= n),
-]
 MACHINES = {3: "Intel 80386", 62: "Advanced Micro Devices X86-64", 40: "ARM"}
 DATA = {1: "2's complement, little endian", 2: "2's complement, big endian"}
 ET_LONG = {1: "Relocatable file", 2: "Executable file", 3: "Shared object file",
@@ -120,7 +103,7 @@ def header_check_lines(image: bytes) -> tuple[list[str], Eh | None]:
             lines.append(_verdict(False, f"header complete ({len(image)} of {EH.size} bytes)"))
         return lines, None
     eh = Eh.unpack(image)
-    lines += [_verdict(test(eh, len(image)), name) for name, test in HEADER_CHECKS]
+    lines += [_verdict(check.test(eh, len(image)), check.holds) for check in HEADER_CHECKS]
     return lines, eh
 
 
@@ -130,7 +113,7 @@ def segment_check_lines(image: bytes, phs: list[Ph]) -> list[str]:
         if ph.type != PT_LOAD or not ph.memsz:
             continue
         try:
-            loader._check_segment(i, ph, len(image))  # the loader's own checks
+            loader.check_segment(i, ph, len(image))  # the loader's own checks
             lines.append(_verdict(True, f"segment {i}: sizes, alignment, file bytes, "
                                         f"user range"))
         except ElfError as err:
