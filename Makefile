@@ -25,7 +25,7 @@ examples: $(STAMP)
 run: examples
 	$(PYNOVA) run hello || [ $$? -eq 132 ]
 
-test: examples
+test: examples lint
 	@command -v gdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq gdb) \
 	  || echo "warning: gdb is missing and could not be installed; gdb tests will fail"
 	$(PY) -m pytest -n 2 tests
@@ -35,6 +35,7 @@ bench: examples
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pynova tests benchmarks
+	$(VENV)/bin/mypy --ignore-missing-imports pynova
 
 clean:
 	rm -rf $(VENV) build *.egg-info

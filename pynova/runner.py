@@ -78,6 +78,6 @@ def run_image(image: bytes, name: str, *, mem_size: int = 128 << 20,
         outcome: Outcome = kernel.run(max_insns=max_insns, timeout=timeout)
         if on_exit is not None:
             on_exit(kernel)
-        counted = machine.cpu.instructions if machine.cpu.counting else None  # type: ignore[attr-defined]
+        counted = machine.cpu.instructions if machine.cpu.counting else None
         return RunResult(outcome.status, outcome.reason, console.output, outcome.message,
                          outcome.fault, counted)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import struct
 
 import pytest
-from conftest import pynova_cli, symbol
 
 from pynova.kernel.elf import EH, PH
 from pynova.kernel.kernel import KernelPanic
@@ -13,6 +12,8 @@ from pynova.kernel.ptab import LARGE, PRESENT, RW, USER
 from pynova.machine import Console, Machine
 from pynova.runner import boot, run_image
 from pynova.toolchain import build_program, example_path
+
+from conftest import pynova_cli, symbol
 
 
 def hello_image() -> bytearray:

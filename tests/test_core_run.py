@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from conftest import disassembly, pynova_cli, run_example, symbol
+
 
 def _reference_dir() -> Path | None:
     """../shared/reference beside the repository (CI puts a copy there)."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import disassembly, pynova_cli, run_example, symbol
-
 from pynova.tools.explain import decode_error_code
 from pynova.tools.symbols import SymbolTable
+
+from conftest import disassembly, pynova_cli, run_example, symbol
 
 
 def why(name: str) -> list[str]:

@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import symbol
-from test_gdb_protocol import GDB, gdb_batch
 
 from pynova.toolchain import example_path
+
+from conftest import symbol
+from test_gdb_protocol import GDB, gdb_batch
 
 pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
 

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from conftest import needs_toolchain
 
 from pynova.kernel import heap
 from pynova.kernel.elf import PT_LOAD, check_header, program_headers
@@ -17,6 +16,8 @@ from pynova.kernel.ptab import PRESENT, RW, USER
 from pynova.machine import Console, Machine
 from pynova.runner import boot, run_image
 from pynova.toolchain import example_path
+
+from conftest import needs_toolchain
 
 pytestmark = needs_toolchain
 

@@ -96,11 +96,11 @@ def test_cpu_descriptor_tables_after_boot():
 
 
 def test_breakpoint_fires_once_and_resuming_there_goes_on():
-    from conftest import symbol
-
     from pynova.machine.cpu import TrapKind
     from pynova.runner import boot
     from pynova.toolchain import example_path
+
+    from conftest import symbol
 
     path = example_path("exit42")
     with Machine(8 << 20, Console()) as machine:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from conftest import pynova_cli
-
 from pynova.kernel.loader import plan
 from pynova.kernel.ptab import PRESENT, RW, USER
 from pynova.toolchain import example_path
 from pynova.tools.maps import AddressSpace, format_space, inspect
 from pynova.tools.svg import render
+
+from conftest import pynova_cli
 
 SVG = "{http://www.w3.org/2000/svg}"
 

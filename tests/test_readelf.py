@@ -8,10 +8,11 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import pynova_cli
 
 from pynova.toolchain import example_path, list_examples
 from pynova.tools.readelf import report
+
+from conftest import pynova_cli
 
 EXAMPLES = [name for name, _ in list_examples()]
 HEADER_RE = re.compile(r"^  ([A-Za-z][A-Za-z /-]+):\s+(.*)$")

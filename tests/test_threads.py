@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_toolchain
 
 from pynova.kernel.kernel import Kernel
 from pynova.machine import Console, Machine
@@ -16,6 +15,8 @@ from pynova.toolchain import (
     example_path,
     examples_dir,
 )
+
+from conftest import needs_toolchain
 
 pytestmark = needs_toolchain
 

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import needs_toolchain
 
 from pynova import toolchain
 from pynova.toolchain import (
@@ -21,6 +20,8 @@ from pynova.toolchain import (
     find_toolchain,
     list_examples,
 )
+
+from conftest import needs_toolchain
 
 EXPECTED_EXAMPLES = {
     "hello",

@@ -6,9 +6,10 @@ import io
 import re
 
 import pytest
-from conftest import pynova_cli, run_example
 
 from pynova.tools.trace import Tracer, parse_events
+
+from conftest import pynova_cli, run_example
 
 
 def trace(name: str, events: str, **kwargs) -> str:

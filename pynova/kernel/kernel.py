@@ -90,7 +90,7 @@ class Kernel:
         self._time_up = False
         self.syscalls = Syscalls(self)
         self.cpu.syscall_handler = self.syscalls
-        self.cpu.fetch_code = self._fetch_code  # type: ignore[attr-defined]
+        self.cpu.fetch_code = self._fetch_code
         #: Optional observers (pynova.tools), checked only on slow paths:
         #: ``tracer.slice(ec)``/``tracer.exception(fault)``, ``explain(kernel, fault)``.
         self.tracer: Any = None

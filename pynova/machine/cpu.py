@@ -82,8 +82,10 @@ class Cpu(Protocol):
     #: only it knows the address space); used to count instructions.
     fetch_code: Callable[[int, int], bytes] | None
     instructions: int  # executed user instructions, when counting is on
-    counting: bool
     version: str
+
+    @property
+    def counting(self) -> bool: ...
 
     def read_regs(self) -> Regs: ...
     def write_regs(self, regs: Regs) -> None: ...

@@ -31,6 +31,7 @@ from ctypes import byref, c_size_t, c_uint64, c_void_p
 
 from pynova.machine import uc_abi as uc
 from pynova.machine.cpu import Regs, SyscallHandler, Trap, TrapKind
+from pynova.machine.decode import Decoder
 from pynova.machine.memory import PhysicalMemory
 
 # Past the 32-bit address space: emu_start's "until" never matches an eip.
@@ -119,7 +120,7 @@ class UnicornCpu:
         self._block_size = 0
         self._kernel_insns = 0
         self._counting_hook: int | None = None
-        self._decoder = None
+        self._decoder: Decoder | None = None
         #: Reads user code at a virtual address; the kernel provides it,
         #: since only it knows the address space (used for counting).
         self.fetch_code: Callable[[int, int], bytes] | None = None
@@ -162,7 +163,7 @@ class UnicornCpu:
 
     def _exception_state(self) -> tuple[int, bool]:
         self._lib.uc_context_save(self._uc, self._scratch_ctx)
-        base = self._scratch_ctx.value + self._error_code_offset
+        base = (self._scratch_ctx.value or 0) + self._error_code_offset
         error_code = ctypes.c_int32.from_address(base).value & 0xFFFFFFFF
         is_software_int = ctypes.c_int32.from_address(base + 4).value != 0
         return error_code, is_software_int
@@ -335,8 +336,7 @@ class UnicornCpu:
 
     def _count_decoded(self, address: int, size: int, upto: int | None) -> int:
         if self._decoder is None:
-            from pynova.machine.decode import Decoder
-            self._decoder = Decoder()
+            self._decoder = Decoder()  # loads libcapstone: only when counting
         code = self.fetch_code(address, size) if self.fetch_code else b""
         return self._decoder.count(code, address, upto)
 

@@ -205,7 +205,7 @@ class PacketReader:
             self._in_checksum(byte)
 
     def _idle(self, byte: int) -> None:
-        simple = {ord("+"): Ack(), ord("-"): Nack(), INTERRUPT: Interrupt()}
+        simple: dict[int, Event] = {ord("+"): Ack(), ord("-"): Nack(), INTERRUPT: Interrupt()}
         if byte == ord("$"):
             self._start()
         elif byte in simple:
