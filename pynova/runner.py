@@ -4,7 +4,7 @@ Python API share."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pynova.kernel import Kernel, Outcome
 from pynova.kernel.exceptions import Fault
@@ -13,8 +13,7 @@ from pynova.kernel.layout import KERNEL_END, MAX_MEM, MBI_PHYS, MIN_MEM
 from pynova.machine import BootLoaderError, Console, Machine
 
 
-@dataclass
-class RunResult:
+class RunResult(NamedTuple):
     """What one run of a program produced."""
 
     status: int

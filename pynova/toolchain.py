@@ -18,12 +18,10 @@ the path of every ``pynova run``), so the modules needed only for building
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 USER_DIR = Path(__file__).resolve().parent / "user"
@@ -88,19 +86,25 @@ class UnknownExample(KeyError):
         return f"unknown example {self.name!r}; available: {names}"
 
 
-@dataclass
 class Toolchain:
-    """A C compiler and a linker that together produce i386 ELF files."""
+    """A C compiler and a linker that together produce i386 ELF files.
 
-    cc: str
-    ld: str
-    target_flags: tuple[str, ...] = ("-m32",)
-    ld_flags: tuple[str, ...] = ("-m", "elf_i386")
-    #: archiver for the libc (so a program links only the members it uses);
-    #: without one the libc objects are linked in whole.
-    ar: str | None = None
-    _verified: bool = field(default=False, init=False, repr=False, compare=False)
-    _identity: str | None = field(default=None, init=False, repr=False, compare=False)
+    ``ar`` archives the libc (so a program links only the members it uses);
+    without one the libc objects are linked in whole."""
+
+    def __init__(self, cc: str, ld: str, target_flags: tuple[str, ...] = ("-m32",),
+                 ld_flags: tuple[str, ...] = ("-m", "elf_i386"),
+                 ar: str | None = None) -> None:
+        self.cc = cc
+        self.ld = ld
+        self.target_flags = target_flags
+        self.ld_flags = ld_flags
+        self.ar = ar
+        self._verified = False
+        self._identity: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Toolchain({self.name})"
 
     @property
     def name(self) -> str:
@@ -229,17 +233,27 @@ def _run(cmd: Sequence[str], what: str) -> None:
         raise ToolchainError(f"{what} failed:\n{detail}")
 
 
+def _which(program: str) -> str | None:
+    """``shutil.which`` for a bare program name (shutil is slow to import,
+    and this runs on every ``pynova run`` of a bundled example)."""
+    for folder in os.get_exec_path():
+        candidate = os.path.join(folder, program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def _candidates() -> list[Toolchain]:
     """Every toolchain on PATH that could work, most preferred first (unverified)."""
-    gnu_ld = shutil.which("ld")
-    lld = shutil.which("ld.lld")
-    gnu_ar = shutil.which("ar")
-    llvm_ar = shutil.which("llvm-ar")
+    gnu_ld = _which("ld")
+    lld = _which("ld.lld")
+    gnu_ar = _which("ar")
+    llvm_ar = _which("llvm-ar")
     found: list[Toolchain] = []
-    gcc = shutil.which("gcc")
+    gcc = _which("gcc")
     if gcc and gnu_ld:
         found.append(Toolchain(cc=gcc, ld=gnu_ld, ar=gnu_ar or llvm_ar))
-    clang = shutil.which("clang")
+    clang = _which("clang")
     if clang:
         for linker in (lld, gnu_ld):
             if linker:
@@ -262,7 +276,7 @@ def find_toolchain() -> Toolchain:
     """
     candidates = _candidates()
     if not candidates:
-        has_cc = shutil.which("gcc") or shutil.which("clang")
+        has_cc = _which("gcc") or _which("clang")
         raise ToolchainError(MISSING_LINKER if has_cc else MISSING_COMPILER)
     errors: list[str] = []
     for tc in candidates:
@@ -384,25 +398,36 @@ def list_examples() -> list[tuple[str, str]]:
     return [(name, _description(path)) for name, path in _example_sources().items()]
 
 
-def _sources_hash() -> str:
-    """Hash of every file under user/, the compiler flags and this module."""
-    h = hashlib.sha256()
-    h.update("\0".join(CFLAGS).encode())
-    h.update(Path(__file__).read_bytes())  # the build recipe itself
+def _content_key(chunks: Iterable[bytes]) -> str:
+    """A 64-bit key of the chunks' contents (CRC-32 and Adler-32) for the
+    build cache: enough to tell source versions apart, and unlike hashlib's
+    SHA-256 (whose import costs more than a whole run) nearly free."""
+    crc, adler = 0, 1
+    for chunk in chunks:
+        crc, adler = zlib.crc32(chunk, crc), zlib.adler32(chunk, adler)
+    return f"{crc:08x}{adler:08x}"
+
+
+def _source_chunks() -> Iterator[bytes]:
+    yield "\0".join(CFLAGS).encode()
+    yield Path(__file__).read_bytes()  # the build recipe itself
     for path in sorted(p for p in USER_DIR.rglob("*") if p.is_file()):
         if path.suffix in {".o", ".pyc"} or "__pycache__" in path.parts:
             continue
-        rel = path.relative_to(USER_DIR).as_posix()
-        h.update(b"\0" + rel.encode() + b"\0")
-        h.update(path.read_bytes())
-    return h.hexdigest()
+        yield b"\0" + path.relative_to(USER_DIR).as_posix().encode() + b"\0"
+        yield path.read_bytes()
+
+
+def _sources_hash() -> str:
+    """Key of every file under user/, the compiler flags and this module."""
+    return _content_key(_source_chunks())
 
 
 def _default_build_dir(sources_hash: str, identity: str) -> Path:
     env = os.environ.get(BUILD_DIR_ENV)
     if env:
         return Path(env)
-    key = hashlib.sha256(f"{sources_hash}\n{identity}".encode()).hexdigest()[:12]
+    key = _content_key([sources_hash.encode(), b"\n", identity.encode()])[:12]
     return Path.home() / ".cache" / "pynova" / f"build-{key}"
 
 
@@ -511,8 +536,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ToolchainError as exc:
         print(f"pynova.toolchain: {exc}", file=sys.stderr)
         return 1
-    for name, path in built.items():
-        print(f"{name:<14} {path}")
+    try:
+        for name, path in built.items():
+            print(f"{name:<14} {path}")
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stderr.close()
     return 0
 
 

@@ -5,7 +5,6 @@ assignment: parse the ELF headers, map the segments, iret to the entry)."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 
 from pynova.kernel import layout
 from pynova.kernel.elf import PF_W, PF_X, PT_LOAD
@@ -19,18 +18,22 @@ class EcState(enum.Enum):
     DEAD = "dead"
 
 
-@dataclass
 class Ec:
     """A thread: its saved user registers and the address space it runs in."""
 
-    id: int
-    pd: Pd
-    regs: Regs
-    state: EcState = EcState.READY
-    stack_top: int = 0
-    #: Like EFLAGS.RF (Intel SDM vol. 3B, 17.3.1.1): set when the Ec stopped
-    #: at a breakpoint, so that resuming there does not break again at once.
-    resume_flag: bool = field(default=False)
+    def __init__(self, ec_id: int, pd: Pd, regs: Regs, stack_top: int = 0) -> None:
+        self.id = ec_id
+        self.pd = pd
+        self.regs = regs
+        self.state = EcState.READY
+        self.stack_top = stack_top
+        #: Like EFLAGS.RF (Intel SDM vol. 3B, 17.3.1.1): set when the Ec
+        #: stopped at a breakpoint, so that resuming there does not break
+        #: again at once.
+        self.resume_flag = False
+
+    def __repr__(self) -> str:
+        return f"Ec({self.id}, {self.state.value}, eip={self.regs.eip:#x})"
 
     @classmethod
     def create(cls, ec_id: int, pd: Pd, eip: int, esp: int) -> Ec:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS32 = 1
@@ -31,8 +31,7 @@ class ElfError(Exception):
     """The module is not an ELF executable this kernel can run."""
 
 
-@dataclass(frozen=True)
-class Eh:
+class Eh(NamedTuple):
     """Elf32_Ehdr."""
 
     ident: bytes
@@ -65,8 +64,7 @@ class Eh:
         return self.ident[5]
 
 
-@dataclass(frozen=True)
-class Ph:
+class Ph(NamedTuple):
     """Elf32_Phdr."""
 
     type: int
@@ -88,8 +86,7 @@ class Ph:
             ("E" if self.flags & PF_X else " ")
 
 
-@dataclass(frozen=True)
-class HeaderCheck:
+class HeaderCheck(NamedTuple):
     """One of the seed's step-1 checks: what must hold, and the reason given
     when it does not."""
 

@@ -10,8 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynova import __version__
 from pynova.kernel import heap, layout
@@ -35,8 +34,7 @@ STATUS_BOOT = 125
 STATUS_ELF = 126
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     """How a task ended."""
 
     status: int
@@ -45,8 +43,7 @@ class Outcome:
     fault: Fault | None = None
 
 
-@dataclass
-class _Pending:
+class _Pending(NamedTuple):
     """What a system call asked the kernel to do once the CPU has stopped."""
 
     action: str
@@ -54,10 +51,10 @@ class _Pending:
     status: int = 0
 
 
-@dataclass
 class KernelStats:
-    switches: int = 0   # context switches (yields and preemptions)
-    entries: int = 0    # returns to user mode through iret
+    def __init__(self) -> None:
+        self.switches = 0   # context switches (yields and preemptions)
+        self.entries = 0    # returns to user mode through iret
 
 
 class KernelPanic(Exception):

@@ -9,14 +9,13 @@ a page boundary; pynova maps every page any byte of a segment touches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pynova.kernel.elf import PF_W, PT_LOAD, Eh, ElfError, Ph, check_header, program_headers
 from pynova.kernel.layout import PAGE_SIZE, USER_END, align_down, align_up
 from pynova.kernel.ptab import PRESENT, RW, USER
 
 
-@dataclass
 class PagePlan:
     """One user page: its source and attributes.
 
@@ -26,11 +25,12 @@ class PagePlan:
     file bytes): the page then gets a private copy with those bytes cleared.
     """
 
-    virt: int
-    attr: int
-    file_page: int | None = None
-    zero: list[tuple[int, int]] = field(default_factory=list)
-    file_bytes: list[tuple[int, int, int]] = field(default_factory=list)  # (lo, hi, segment)
+    def __init__(self, virt: int, attr: int) -> None:
+        self.virt = virt
+        self.attr = attr
+        self.file_page: int | None = None
+        self.zero: list[tuple[int, int]] = []
+        self.file_bytes: list[tuple[int, int, int]] = []  # (lo, hi, segment)
 
     @property
     def kind(self) -> str:
@@ -39,8 +39,7 @@ class PagePlan:
         return "copy" if self.zero else "file"
 
 
-@dataclass
-class Plan:
+class Plan(NamedTuple):
     eh: Eh
     phs: list[Ph]
     pages: dict[int, PagePlan]

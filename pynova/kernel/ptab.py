@@ -9,7 +9,7 @@ address in bits 31..12, attribute bits below.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pynova.kernel.kalloc import Kalloc
 from pynova.kernel.layout import PAGE_MASK, PAGE_SIZE, USER_END
@@ -34,8 +34,7 @@ def pt_index(virt: int) -> int:
     return (virt >> 12) & 0x3FF
 
 
-@dataclass(frozen=True)
-class Walk:
+class Walk(NamedTuple):
     """What the MMU sees on the way to ``virt``: 0 for an entry not reached."""
 
     virt: int

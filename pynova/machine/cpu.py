@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 #: Names of the user register file, in the order of Intel's PUSHAD
 #: (SDM vol. 2B, "PUSHA/PUSHAD") followed by eip and eflags.
@@ -20,29 +19,54 @@ GPR_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 SEGMENT_NAMES = ("cs", "ss", "ds", "es", "fs", "gs")
 
 
-@dataclass(slots=True)
-class Regs:
-    """A user register file."""
+REG_NAMES = GPR_NAMES + ("eip", "eflags") + SEGMENT_NAMES
+_REG_DEFAULTS = {**dict.fromkeys(REG_NAMES, 0), "eflags": 0x202}
 
-    eax: int = 0
-    ecx: int = 0
-    edx: int = 0
-    ebx: int = 0
-    esp: int = 0
-    ebp: int = 0
-    esi: int = 0
-    edi: int = 0
-    eip: int = 0
-    eflags: int = 0x202
-    cs: int = 0
-    ss: int = 0
-    ds: int = 0
-    es: int = 0
-    fs: int = 0
-    gs: int = 0
+
+class Regs:
+    """A user register file: positional in REG_NAMES order, or by name.
+
+    (A plain class with slots rather than a dataclass: the machine layer is on
+    the path of every boot, and importing dataclasses costs more than a boot.)
+    """
+
+    __slots__ = REG_NAMES
+    eax: int
+    ecx: int
+    edx: int
+    ebx: int
+    esp: int
+    ebp: int
+    esi: int
+    edi: int
+    eip: int
+    eflags: int
+    cs: int
+    ss: int
+    ds: int
+    es: int
+    fs: int
+    gs: int
+
+    def __init__(self, *values: int, **named: int) -> None:
+        unknown = set(named) - set(REG_NAMES)
+        if unknown or len(values) > len(REG_NAMES):
+            raise TypeError(f"Regs: unknown registers {sorted(unknown)}")
+        merged = {**_REG_DEFAULTS, **dict(zip(REG_NAMES, values, strict=False)), **named}
+        for name in REG_NAMES:
+            setattr(self, name, merged[name])
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return tuple(getattr(self, name) for name in REG_NAMES)
 
     def copy(self) -> Regs:
-        return Regs(*(getattr(self, f) for f in self.__slots__))  # type: ignore[attr-defined]
+        return Regs(*self.as_tuple())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Regs) and self.as_tuple() == other.as_tuple()
+
+    def __repr__(self) -> str:
+        return "Regs(" + ", ".join(f"{n}={getattr(self, n):#x}" for n in REG_NAMES) + ")"
 
 
 class TrapKind(enum.Enum):
@@ -56,8 +80,7 @@ class TrapKind(enum.Enum):
     HALT = "halt"                # the CPU executed hlt in ring 0
 
 
-@dataclass(frozen=True, slots=True)
-class Trap:
+class Trap(NamedTuple):
     """Why ``Cpu.run`` returned. ``eip`` is where the user context stands now:
     the faulting instruction for faults, the next one for traps."""
 

@@ -8,7 +8,7 @@ information format".
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pynova.machine.memory import PhysicalMemory
 
@@ -25,8 +25,7 @@ MBI_SIZE = 88
 MODULE = struct.Struct("<4I")
 
 
-@dataclass(frozen=True)
-class Module:
+class Module(NamedTuple):
     start: int
     end: int
     cmdline: str
@@ -81,8 +80,7 @@ def load_multiboot(memory: PhysicalMemory, modules: list[tuple[bytes, str]],
     return info_addr
 
 
-@dataclass(frozen=True)
-class BootInfo:
+class BootInfo(NamedTuple):
     """The parts of the Multiboot information the kernel uses."""
 
     mem_size: int

@@ -8,8 +8,7 @@ instruction (Capstone) and where it is (``.symtab`` symbol + offset).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pynova.kernel.exceptions import PF_I, PF_P, PF_U, PF_W, Fault
 from pynova.kernel.pd import Pd, UserMemoryError
@@ -25,8 +24,7 @@ PRIVILEGED = {"cli", "sti", "hlt", "in", "out", "insb", "insw", "insd", "outsb",
 MAX_INSN = 15
 
 
-@dataclass(frozen=True)
-class Instruction:
+class Instruction(NamedTuple):
     address: int
     size: int
     mnemonic: str
@@ -140,8 +138,7 @@ def insn_phrase(symbols: SymbolTable, insn: Instruction | None, addr: int) -> st
 
 
 # ------------------------------------------------------------ per vector
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     """What an explanation looks at: the address space, symbols, esp."""
 
     pd: Pd

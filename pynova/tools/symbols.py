@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SHDR = struct.Struct("<10I")
 SYM = struct.Struct("<IIIBBH")
@@ -17,8 +17,7 @@ STT_NOTYPE, STT_OBJECT, STT_FUNC = 0, 1, 2
 SHN_UNDEF, SHN_ABS = 0, 0xFFF1
 
 
-@dataclass(frozen=True)
-class Symbol:
+class Symbol(NamedTuple):
     name: str
     value: int
     size: int
