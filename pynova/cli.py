@@ -11,6 +11,7 @@ from pynova import __version__
 
 STATUS_USAGE = 2
 STATUS_NOT_FOUND = 127
+STATUS_INTERNAL = 70  # EX_SOFTWARE: the emulator failed, not the program
 
 
 class CliError(Exception):
@@ -267,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"pynova: {err}", file=sys.stderr)
         return STATUS_USAGE
+    except RuntimeError as err:  # the emulator itself failed (CpuError), or is missing
+        print(f"pynova: internal error: {err}", file=sys.stderr)
+        return STATUS_INTERNAL
     except KeyboardInterrupt:
         print("pynova: interrupted", file=sys.stderr)
         return 130

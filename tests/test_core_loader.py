@@ -212,3 +212,18 @@ def test_seed_step_one_lines_name_each_segment():
     assert [s[2] for s in segs] == ["0x00001000", "0x00002000"]
     assert [s[-1] for s in segs] == ["rw-", "r-x"]
     struct.calcsize("<I")
+
+
+def test_a_module_larger_than_ram_is_a_boot_error(tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(3 << 20))
+    proc = pynova_cli("run", str(big), "--mem", "2M")
+    assert proc.returncode == 125
+    assert proc.stdout.strip() == \
+        "boot error: module of 3145728 bytes does not fit into 2 MiB of RAM"
+    assert proc.stderr == ""
+
+
+def test_a_directory_is_not_a_program(tmp_path):
+    proc = pynova_cli("run", str(tmp_path))
+    assert proc.returncode == 127 and proc.stderr.strip().endswith("is a directory")
