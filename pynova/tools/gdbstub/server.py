@@ -43,7 +43,12 @@ class GdbServer:
         return int(self._listener.getsockname()[1])
 
     def close(self) -> None:
-        """Stop listening."""
+        """Stop listening. Shutting the socket down first wakes a thread
+        blocked in :meth:`accept` (on Linux close() alone does not)."""
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not connected/listening any more
         self._listener.close()
 
     def serve(self, initial_stop: StopReason) -> StopReason:
