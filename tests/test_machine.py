@@ -127,3 +127,18 @@ def test_a_stop_requested_between_runs_stops_the_next_run_in_user_mode():
         assert kernel.current.regs.eip == entry and kernel.current.regs.cs == 0x1B
         assert kernel.run_slice(single_step=True).kind is TrapKind.BUDGET
         assert kernel.current.regs.eip != entry  # one instruction later
+
+
+def test_an_exception_in_a_kernel_hook_is_raised_not_swallowed():
+    from pynova.runner import boot
+    from pynova.toolchain import example_path
+
+    with Machine(8 << 20, Console()) as machine:
+        kernel = boot(machine, [(example_path("sysloop").read_bytes(), "sysloop")])
+
+        def broken(esi: int, edi: int, ecx: int, edx: int) -> int:
+            raise ZeroDivisionError("kernel bug in sum")
+
+        kernel.syscalls.table[2] = broken
+        with pytest.raises(ZeroDivisionError, match="kernel bug in sum"):
+            kernel.run()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 from ctypes import byref, c_size_t, c_uint64, c_void_p
+from typing import Any
 
 from pynova.machine import uc_abi as uc
 from pynova.machine.cpu import Regs, SyscallHandler, Trap, TrapKind
@@ -102,16 +103,17 @@ class UnicornCpu:
         self._error_code_offset = self._locate_error_code()
         self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._on_sysenter),
                        extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
-        self._add_hook(uc.UC_HOOK_INTR, uc.HOOK_INTR(self._on_interrupt))
+        self._add_hook(uc.UC_HOOK_INTR, uc.HOOK_INTR(self._guarded(self._on_interrupt)))
         self._io_ctx = self._alloc_context()
         self._restore_io_ctx = False
-        self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_IN(self._on_port_in),
+        self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_IN(self._guarded(self._on_port_in)),
                        extra=(ctypes.c_int(uc.UC_X86_INS_IN),))
-        self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_OUT(self._on_port_out),
+        self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_OUT(self._guarded(self._on_port_out)),
                        extra=(ctypes.c_int(uc.UC_X86_INS_OUT),))
         self._breakpoints: dict[int, int] = {}
         self._skip_breakpoint: int | None = None
         self._stop_requested = False
+        self._hook_error: BaseException | None = None
         self._watchpoints: dict[tuple[int, int, str], int] = {}
         self._after_access_hook: int | None = None
         self._watch_hit: int | None = None
@@ -137,6 +139,22 @@ class UnicornCpu:
 
     def _del_hook(self, handle: int) -> None:
         _check(self._lib.uc_hook_del(self._uc, c_size_t(handle)), "uc_hook_del", self._lib)
+
+    def _guarded(self, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """A hook that does not let an exception vanish inside ctypes (which
+        would print it and carry on): it stops the CPU, and run() raises it."""
+        def guarded(*args: Any) -> Any:
+            try:
+                return hook(*args)
+            except BaseException as err:  # noqa: BLE001 - re-raised by run()
+                self._hook_failed(err)
+                return 0
+        return guarded
+
+    def _hook_failed(self, err: BaseException) -> None:
+        if self._hook_error is None:
+            self._hook_error = err
+        self._lib.uc_emu_stop(self._uc)
 
     def _alloc_context(self) -> c_void_p:
         ctx = c_void_p()
@@ -245,7 +263,11 @@ class UnicornCpu:
         self._read_batch(self._uc, self._sys_ids, self._sys_ptrs, 7)
         v = self._sys_values  # indexing, not unpacking: a ctypes array unpacks slowly
         ecx, edx, eip = v[3], v[4], v[5]
-        result = self.syscall_handler(v[0] & 0xFF, v[1], v[2], ecx, edx, eip)  # type: ignore[misc]
+        try:
+            result = self.syscall_handler(v[0] & 0xFF, v[1], v[2], ecx, edx, eip)  # type: ignore[misc]
+        except BaseException as err:  # noqa: BLE001 - re-raised by run()
+            self._hook_failed(err)
+            return
         if result is not None:
             self._one.value = result & 0xFFFFFFFF
             self._write_reg(self._uc, self._eax_id, self._one_ref)
@@ -307,7 +329,8 @@ class UnicornCpu:
     def set_counting(self, on: bool) -> None:
         """Count executed user instructions in ``instructions`` (slower)."""
         if on and self._counting_hook is None:
-            self._counting_hook = self._add_hook(uc.UC_HOOK_BLOCK, uc.HOOK_CODE(self._on_block))
+            self._counting_hook = self._add_hook(
+                uc.UC_HOOK_BLOCK, uc.HOOK_CODE(self._guarded(self._on_block)))
         elif not on and self._counting_hook is not None:
             self._del_hook(self._counting_hook)
             self._counting_hook = None
@@ -356,7 +379,7 @@ class UnicornCpu:
         if address in self._breakpoints:
             return
         self._breakpoints[address] = self._add_hook(
-            uc.UC_HOOK_CODE, uc.HOOK_CODE(self._on_breakpoint), address, address)
+            uc.UC_HOOK_CODE, uc.HOOK_CODE(self._guarded(self._on_breakpoint)), address, address)
         self._flush_code()
 
     def remove_breakpoint(self, address: int) -> None:
@@ -384,11 +407,11 @@ class UnicornCpu:
                 self._watch_hit = report_as
             return True
 
-        self._watchpoints[key] = self._add_hook(access, uc.HOOK_MEM(hit), phys,
+        self._watchpoints[key] = self._add_hook(access, uc.HOOK_MEM(self._guarded(hit)), phys,
                                                 phys + max(length, 1) - 1)
         if self._after_access_hook is None:
-            self._after_access_hook = self._add_hook(uc.UC_HOOK_CODE,
-                                                     uc.HOOK_CODE(self._on_instruction))
+            self._after_access_hook = self._add_hook(
+                uc.UC_HOOK_CODE, uc.HOOK_CODE(self._guarded(self._on_instruction)))
         self._flush_code()
 
     def remove_watchpoint(self, phys: int, length: int, kind: str) -> None:
@@ -434,6 +457,7 @@ class UnicornCpu:
         ``resume_eip`` is the user instruction the run returns to (when ``eip``
         is the kernel's exit path): a breakpoint there does not fire again."""
         self._pending = None
+        self._hook_error = None
         self._watch_hit = None
         self._kernel_insns = 0
         start_count = self.instructions
@@ -459,6 +483,9 @@ class UnicornCpu:
         return self._why_stopped(err, max_insns, start_count)
 
     def _why_stopped(self, err: int, max_insns: int | None, start_count: int) -> Trap:
+        if self._hook_error is not None:
+            failure, self._hook_error = self._hook_error, None
+            raise failure
         if self._restore_io_ctx:
             self._restore_io_ctx = False
             self._lib.uc_context_restore(self._uc, self._io_ctx)
