@@ -73,7 +73,6 @@ class Kernel:
         self.memory = machine.memory
         self.cpu = machine.cpu
         self.console = machine.console
-        self.quantum = quantum
         self.sched = RoundRobin(quantum)
         self.kalloc: Kalloc | None = None
         self.boot_info: BootInfo | None = None
