@@ -11,7 +11,11 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	# "compat" editable mode puts the tree on sys.path with a .pth file: no
+	# import hook to pay for on every run. Should setuptools drop it, fall
+	# back to a plain editable install.
+	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat \
+	  || $(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 # Byte-compile pynova once: with PYTHONDONTWRITEBYTECODE set (as on our CI
