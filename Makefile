@@ -8,12 +8,12 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test examples bench lint clean
 
+# "compat" editable mode puts the tree on sys.path with a .pth file: no
+# import hook to pay for on every run. Should setuptools drop it, fall back
+# to a plain editable install.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# "compat" editable mode puts the tree on sys.path with a .pth file: no
-	# import hook to pay for on every run. Should setuptools drop it, fall
-	# back to a plain editable install.
 	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat \
 	  || $(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
