@@ -6,6 +6,7 @@ One ``Kernel`` drives one ``Machine``; many can live in one process.
 from __future__ import annotations
 
 import collections
+import struct
 import sys
 import threading
 import time
@@ -27,6 +28,9 @@ from pynova.kernel.syscall import Syscalls
 from pynova.machine import Machine
 from pynova.machine.cpu import Trap, TrapKind
 from pynova.machine.multiboot import BootInfo
+
+#: The five words iret pops (Intel SDM vol. 3A, 6.12.1, Figure 6-4).
+IRET_FRAME = struct.Struct("<5I")
 
 # Exit statuses of a run (docs/ABI.md).
 STATUS_LIMIT = 124
@@ -84,6 +88,7 @@ class Kernel:
         self.stats = KernelStats()
         self._pending: _Pending | None = None
         self._time_up = False
+        self._entry_cr3 = layout.KERNEL_PD_PHYS  # CR3 in the saved kernel entry state
         self.syscalls = Syscalls(self)
         self.cpu.syscall_handler = self.syscalls
         self.cpu.fetch_code = self._fetch_code
@@ -130,6 +135,11 @@ class Kernel:
                               STATUS_BOOT) from None
         self.pd = pd
         self.current = self.new_ec(plan.eh.entry, layout.USER_STACK_TOP)
+        # Enter the kernel in the task's address space from now on, so that
+        # a return to user mode need not reload CR3 (and flush the TLB).
+        self.cpu.write_cr(3, pd.ptab.root)
+        self.cpu.save_kernel_state()
+        self._entry_cr3 = pd.ptab.root
 
     def new_pd(self) -> Pd:
         assert self.kalloc is not None
@@ -210,11 +220,11 @@ class Kernel:
         self.stats.entries += 1
         cpu = self.cpu
         cpu.enter_kernel()
-        cpu.write_cr(3, ec.pd.ptab.root)
+        if ec.pd.ptab.root != self._entry_cr3:
+            cpu.write_cr(3, ec.pd.ptab.root)
         cpu.write_regs(ec.regs)
-        frame = layout.KSTACK_TOP_PHYS - 20
-        for i, word in enumerate(ec.iret_frame()):
-            self.memory.w32(frame + 4 * i, word)
+        frame = layout.KSTACK_TOP_PHYS - IRET_FRAME.size
+        self.memory.write(frame, IRET_FRAME.pack(*ec.iret_frame()))
         cpu.write_reg("esp", layout.kvirt(frame))
         # The iret itself is one more instruction for the budget to allow.
         return cpu.run(iret_stub_address(), max_insns=None if budget is None else budget + 1,

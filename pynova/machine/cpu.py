@@ -20,7 +20,6 @@ SEGMENT_NAMES = ("cs", "ss", "ds", "es", "fs", "gs")
 
 
 REG_NAMES = GPR_NAMES + ("eip", "eflags") + SEGMENT_NAMES
-_REG_DEFAULTS = {**dict.fromkeys(REG_NAMES, 0), "eflags": 0x202}
 
 
 class Regs:
@@ -48,13 +47,15 @@ class Regs:
     fs: int
     gs: int
 
-    def __init__(self, *values: int, **named: int) -> None:
-        unknown = set(named) - set(REG_NAMES)
-        if unknown or len(values) > len(REG_NAMES):
-            raise TypeError(f"Regs: unknown registers {sorted(unknown)}")
-        merged = {**_REG_DEFAULTS, **dict(zip(REG_NAMES, values, strict=False)), **named}
-        for name in REG_NAMES:
-            setattr(self, name, merged[name])
+    def __init__(self, eax: int = 0, ecx: int = 0, edx: int = 0, ebx: int = 0,
+                 esp: int = 0, ebp: int = 0, esi: int = 0, edi: int = 0, eip: int = 0,
+                 eflags: int = 0x202, cs: int = 0, ss: int = 0, ds: int = 0, es: int = 0,
+                 fs: int = 0, gs: int = 0) -> None:
+        # Spelled out: this runs on every return from user mode.
+        self.eax, self.ecx, self.edx, self.ebx = eax, ecx, edx, ebx
+        self.esp, self.ebp, self.esi, self.edi = esp, ebp, esi, edi
+        self.eip, self.eflags = eip, eflags
+        self.cs, self.ss, self.ds, self.es, self.fs, self.gs = cs, ss, ds, es, fs, gs
 
     def as_tuple(self) -> tuple[int, ...]:
         return tuple(getattr(self, name) for name in REG_NAMES)

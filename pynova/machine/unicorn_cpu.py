@@ -26,6 +26,7 @@ What Unicorn does not model, and how this backend makes up for it:
 from __future__ import annotations
 
 import ctypes
+import struct
 from collections.abc import Callable
 from ctypes import byref, c_size_t, c_uint64, c_void_p
 from typing import Any
@@ -68,6 +69,15 @@ class _RegBatch:
         self.values = (c_uint64 * n)()
         base = ctypes.addressof(self.values)
         self.ptrs = (c_void_p * n)(*(base + 8 * i for i in range(n)))
+        # The low 32 bits of each 8-byte slot, in one C call: iterating or
+        # unpacking a ctypes array costs microseconds on the hot paths.
+        self.layout = struct.Struct("<" + "I4x" * n)
+
+    def read(self) -> tuple[int, ...]:
+        return self.layout.unpack_from(self.values)
+
+    def fill(self, values: tuple[int, ...]) -> None:
+        self.layout.pack_into(self.values, 0, *values)
 
 
 class UnicornCpu:
@@ -95,7 +105,7 @@ class UnicornCpu:
         self._read_batch = lib.uc_reg_read_batch
         self._write_reg = lib.uc_reg_write
         self._sys_ids, self._sys_ptrs = self._sys.ids, self._sys.ptrs
-        self._sys_values = self._sys.values
+        self._sys_read = self._sys.read
         self._eax_id = uc.REG["eax"]
         self._esp_id = uc.REG["esp"]
         self._kernel_ctx = self._alloc_context()
@@ -199,13 +209,12 @@ class UnicornCpu:
     def read_regs(self) -> Regs:
         b = self._all
         self._lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
-        return Regs(*(v & 0xFFFFFFFF for v in b.values))
+        return Regs(*b.read())
 
     def write_regs(self, regs: Regs) -> None:
         """Write the general-purpose registers except esp (iret loads it)."""
         b = self._gprs
-        for i, name in enumerate(_GPRS_NO_ESP):
-            b.values[i] = getattr(regs, name)
+        b.fill((regs.eax, regs.ecx, regs.edx, regs.ebx, regs.ebp, regs.esi, regs.edi))
         self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
 
     def read_cr(self, n: int) -> int:
@@ -261,7 +270,7 @@ class UnicornCpu:
         # The hot path of every system call: one batched read, the kernel's
         # handler, at most two single writes. Everything is prebound.
         self._read_batch(self._uc, self._sys_ids, self._sys_ptrs, 7)
-        v = self._sys_values  # indexing, not unpacking: a ctypes array unpacks slowly
+        v = self._sys_read()
         ecx, edx, eip = v[3], v[4], v[5]
         try:
             result = self.syscall_handler(v[0] & 0xFF, v[1], v[2], ecx, edx, eip)  # type: ignore[misc]
@@ -314,7 +323,7 @@ class UnicornCpu:
 
     def stop_after_syscall(self, resume_eip: int | None = None) -> None:
         """Called by the system-call handler: stop once this call returns."""
-        eip = self._sys.values[4] if resume_eip is None else resume_eip
+        eip = self._sys.read()[4] if resume_eip is None else resume_eip
         self._pending = Trap(TrapKind.SYSCALL_STOP, eip & 0xFFFFFFFF)
         self._lib.uc_emu_stop(self._uc)
 
