@@ -200,6 +200,23 @@ def cmd_examples(args: argparse.Namespace) -> int:
     return 0
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, sized without importing shutil: argparse
+    makes one for every option it adds, and shutil's import alone costs more
+    than the kernel's boot."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            width = int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size().columns
+        except (OSError, ValueError):
+            width = 80
+        super().__init__(prog, width=max(width - 2, 40))
+
+
+def command(sub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=text, formatter_class=Formatter)
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("program", help="an i386 ELF file, or the name of a bundled example")
     p.add_argument("--mem", type=parse_size, default=128 << 20, metavar="SIZE",
@@ -217,16 +234,17 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        formatter_class=Formatter,
         prog="pynova", description="A NOVA-style teaching microkernel in Python, running "
         "real i386 ELF programs on an emulated PC.")
     parser.add_argument("--version", action="version", version=f"pynova {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, prog="pynova")
 
-    run = sub.add_parser("run", help="boot the kernel with PROGRAM as its module and run it")
+    run = command(sub, "run", "boot the kernel with PROGRAM as its module and run it")
     add_run_options(run)
     run.set_defaults(func=cmd_run)
 
-    build = sub.add_parser("build", help="build a user program from C/assembly sources")
+    build = command(sub, "build", "build a user program from C/assembly sources")
     build.add_argument("sources", nargs="+", help=".c and .S files")
     build.add_argument("-o", "--output", help="output file (default: first source's stem)")
     build.add_argument("--cflags", action="append", help="extra compiler flag (repeatable)")
@@ -241,11 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gdb-wait", action="store_true",
                      help="with --gdb: stop before the first user instruction (like qemu -S)")
 
-    readelf = sub.add_parser("readelf", help="ELF headers, planned pages and loader checks")
+    readelf = command(sub, "readelf", "ELF headers, planned pages and loader checks")
     readelf.add_argument("program", help="an i386 ELF file, or the name of a bundled example")
     readelf.set_defaults(func=cmd_readelf)
 
-    maps = sub.add_parser("maps", help="the task's address space from its page tables")
+    maps = command(sub, "maps", "the task's address space from its page tables")
     add_run_options(maps)
     maps.add_argument("--at", choices=("start", "exit", "fault"), default="start",
                       help="before the first user instruction (default), at the end, "
@@ -253,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("--svg", metavar="FILE", help="also draw it as an SVG picture")
     maps.set_defaults(func=cmd_maps)
 
-    examples = sub.add_parser("examples", help="list the bundled example programs")
+    examples = command(sub, "examples", "list the bundled example programs")
     examples.set_defaults(func=cmd_examples)
     return parser
 
