@@ -408,14 +408,26 @@ def _content_key(chunks: Iterable[bytes]) -> str:
     return f"{crc:08x}{adler:08x}"
 
 
+def _user_files() -> list[str]:
+    """Paths of the user sources relative to user/, sorted (os.walk: pathlib's
+    rglob costs milliseconds on every run)."""
+    found = []
+    for folder, dirs, files in os.walk(USER_DIR):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        rel = os.path.relpath(folder, USER_DIR)
+        found += [name if rel == "." else f"{rel}/{name}" for name in files
+                  if not name.endswith((".o", ".pyc"))]
+    return sorted(found)
+
+
 def _source_chunks() -> Iterator[bytes]:
     yield "\0".join(CFLAGS).encode()
-    yield Path(__file__).read_bytes()  # the build recipe itself
-    for path in sorted(p for p in USER_DIR.rglob("*") if p.is_file()):
-        if path.suffix in {".o", ".pyc"} or "__pycache__" in path.parts:
-            continue
-        yield b"\0" + path.relative_to(USER_DIR).as_posix().encode() + b"\0"
-        yield path.read_bytes()
+    with open(__file__, "rb") as recipe:  # the build recipe itself
+        yield recipe.read()
+    for rel in _user_files():
+        yield b"\0" + rel.encode() + b"\0"
+        with open(os.path.join(USER_DIR, rel), "rb") as source:
+            yield source.read()
 
 
 def _sources_hash() -> str:
