@@ -9,7 +9,6 @@ import collections
 import struct
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -187,7 +186,7 @@ class Kernel:
         self._time_up = True
         self.cpu.request_stop()
 
-    def run_slice(self, *, max_insns: int | None = None, deadline: float | None = None,
+    def run_slice(self, *, max_insns: int | None = None,
                   single_step: bool = False) -> Trap | None:
         """Run the current Ec once until the CPU stops; handle why. Returns
         the trap when a debugger should look at it (breakpoint, step,
@@ -203,18 +202,14 @@ class Kernel:
         if budget is not None and budget <= 0:
             self._limit(f"limit: {self.cpu.instructions} instructions executed (--max-insns)")
             return None
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            self._limit("limit: time is up (--timeout)")
-            return None
-        trap = self.enter_user(ec, budget, remaining)
+        trap = self.enter_user(ec, budget)
         return self.handle(ec, trap, max_insns, single_step)
 
     def _budget(self, max_insns: int | None, single_step: bool) -> int | None:
         left = None if max_insns is None else max_insns - self.cpu.instructions
         return self.sched.budget(left, single_step)
 
-    def enter_user(self, ec: Ec, budget: int | None, timeout: float | None) -> Trap:
+    def enter_user(self, ec: Ec, budget: int | None) -> Trap:
         """Return to user mode the way NOVA does: load the general registers,
         put the iret frame on the kernel stack and execute iret in ring 0."""
         self.stats.entries += 1
@@ -228,7 +223,7 @@ class Kernel:
         cpu.write_reg("esp", layout.kvirt(frame))
         # The iret itself is one more instruction for the budget to allow.
         return cpu.run(iret_stub_address(), max_insns=None if budget is None else budget + 1,
-                       timeout=timeout, resume_eip=self._resume_eip(ec))
+                       resume_eip=self._resume_eip(ec))
 
     @staticmethod
     def _resume_eip(ec: Ec) -> int | None:
@@ -257,8 +252,6 @@ class Kernel:
                 self._limit(f"limit: {max_insns} instructions executed (--max-insns)")
             else:
                 self._rotate()
-        elif kind is TrapKind.TIMEOUT:
-            self._limit("limit: time is up (--timeout)")
         elif kind is TrapKind.INTERRUPTED and self._time_up:
             self._limit("limit: time is up (--timeout)")
         else:  # BREAKPOINT, WATCHPOINT, INTERRUPTED, HALT: for a debugger
@@ -282,6 +275,7 @@ class Kernel:
             self._rotate()
         elif pending.action == "thr_exit":
             self._kill(ec)
+        # "requantum" needs nothing more: stopping was the point (thr_create)
 
     def _rotate(self) -> None:
         self.stats.switches += 1

@@ -5,7 +5,7 @@ task's page tables, with the rights a user access would have."""
 from __future__ import annotations
 
 from pynova.kernel.kalloc import Kalloc, OutOfMemory
-from pynova.kernel.layout import PAGE_SIZE, USER_END, USER_STACK_TOP, align_down
+from pynova.kernel.layout import PAGE_SIZE, USER_END, USER_STACK_TOP
 from pynova.kernel.loader import Plan
 from pynova.kernel.ptab import PRESENT, RW, USER, Ptab
 from pynova.machine.memory import PhysicalMemory
@@ -110,8 +110,4 @@ class Pd:
             return False
 
 
-def page_span(virt: int, length: int) -> range:
-    return range(align_down(virt), virt + length, PAGE_SIZE)
-
-
-__all__ = ["OutOfMemory", "Pd", "UserMemoryError", "page_span"]
+__all__ = ["OutOfMemory", "Pd", "UserMemoryError"]
