@@ -5,8 +5,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYNOVA := $(VENV)/bin/pynova
 STAMP  := $(VENV)/.installed-stamp
+# pynova's patched libunicorn (native/unicorn/): built once into the venv,
+# loaded in preference to the wheel's. A failed build leaves the wheel's in
+# use and says so in one line; `make libunicorn` tries again.
+UNICORN := $(VENV)/lib/pynova-unicorn/.stamp
 
-.PHONY: run test examples bench lint clean
+.PHONY: run test examples bench lint clean libunicorn
 
 # "compat" editable mode puts the tree on sys.path with a .pth file: no
 # import hook to pay for on every run. Should setuptools drop it, fall back
@@ -18,9 +22,17 @@ $(STAMP): pyproject.toml
 	  || $(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(UNICORN): $(STAMP) native/unicorn/build.py native/unicorn/pynova.patch
+	$(PY) native/unicorn/build.py --prefix $(VENV)
+	@touch $@
+
+libunicorn: $(STAMP)
+	rm -f $(UNICORN)
+	$(MAKE) $(UNICORN)
+
 # Byte-compile pynova once: with PYTHONDONTWRITEBYTECODE set (as on our CI
 # machines) every `pynova run` would otherwise compile the kernel again.
-examples: $(STAMP)
+examples: $(STAMP) $(UNICORN)
 	$(PY) -m compileall -q pynova
 	$(PY) -m pynova.toolchain
 
@@ -38,7 +50,7 @@ bench: examples
 	$(PY) benchmarks/run.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pynova tests benchmarks
+	$(VENV)/bin/ruff check pynova tests benchmarks native
 	$(VENV)/bin/mypy --ignore-missing-imports pynova
 
 clean:

@@ -665,6 +665,7 @@ def wait_for(result: list[StopReason]) -> StopReason:
 
 
 def read_until(sock: socket.socket, end: bytes) -> bytes:
+    sock.settimeout(60)  # a reply that never comes fails the test, not CI
     data = b""
     while not data.endswith(end):
         chunk = sock.recv(4096)
@@ -935,11 +936,16 @@ def test_ctrl_c_stops_a_spinning_program_and_detach_lets_it_finish(tmp_path: Pat
 
 
 def spin_program(tmp_path: Path) -> Path:
+    """A spin that outlasts the tests' sleeps: about 2 s with either library
+    (the patched one runs the loop some 15 times faster)."""
     toolchain = pytest.importorskip("pynova.toolchain")
+    from pynova.machine.uc_abi import load_library
+
     source = toolchain.examples_dir() / "spin.c"
+    iterations = 600_000_000 if load_library().patched else 60_000_000
     try:
         return toolchain.build_program(
-            [source], tmp_path / "spin", extra_cflags=["-DITER=60000000u"]
+            [source], tmp_path / "spin", extra_cflags=[f"-DITER={iterations}u"]
         )
     except toolchain.ToolchainError as err:
         pytest.skip(f"no i386 toolchain: {err}")

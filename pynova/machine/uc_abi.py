@@ -3,13 +3,23 @@
 pynova calls libunicorn through ctypes directly instead of through the
 ``unicorn`` Python binding: the binding's import costs about 70 ms and each
 register access through it about 2 µs, which would dominate a boot and the
-system-call path. The library file is the one the ``unicorn`` wheel from PyPI
-ships; the constants below are checked against that binding by the tests.
+system-call path. The constants below are checked against that binding by the
+tests.
+
+Two libraries can stand behind it. ``make`` builds Unicorn 2.1.4 with
+pynova's patch (native/unicorn/) into the virtual environment; it is loaded
+when present. Otherwise, or with ``PYNOVA_UNICORN=wheel``, the library that
+the ``unicorn`` wheel ships is used (every user store takes its slow path
+there, and instructions are counted by a Python hook). ``PYNOVA_UNICORN``
+may also name a library file.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
+from typing import NamedTuple
 
 from pynova.machine.native import packaged_library
 
@@ -47,8 +57,14 @@ REG = {
     "cr0": 50, "cr2": 52, "cr3": 53, "cr4": 54,
     "dr0": 66, "dr1": 67, "dr2": 68, "dr3": 69, "dr6": 72, "dr7": 73,
     "idtr": 242, "gdtr": 243, "tr": 245, "msr": 248,
+    # x87 and SSE: control, status and tag words, the physical registers
+    # R0-R7 (not the stack-relative ST0-ST7), XMM0-XMM7, MXCSR.
+    "fpcw": 246, "fpsw": 31, "fptag": 247, "mxcsr": 249,
+    **{f"fp{i}": 82 + i for i in range(8)},
+    **{f"xmm{i}": 122 + i for i in range(8)},
 }
 UC_X86_INS_SYSENTER = 700
+UC_X86_INS_SYSCALL = 699
 UC_X86_INS_IN = 218
 UC_X86_INS_OUT = 500
 
@@ -91,7 +107,23 @@ class UnicornMissing(RuntimeError):
     """The unicorn package (and so libunicorn) is not installed."""
 
 
-def library_path() -> str:
+#: Where `make` installs pynova's patched build (native/unicorn/build.py).
+PATCHED_LIBRARY = os.path.join(sys.prefix, "lib", "pynova-unicorn", "libunicorn.so.2")
+LIBRARY_ENV = "PYNOVA_UNICORN"
+#: Exported by the patched build only: where its instruction counter and the
+#: CPU state are (native/unicorn/pynova.patch).
+PATCH_SYMBOL = "uc_pynova_counter"
+
+
+class Library(NamedTuple):
+    """A loaded libunicorn: the ctypes handle, its file, whether it is pynova's build."""
+
+    lib: ctypes.CDLL
+    path: str
+    patched: bool
+
+
+def wheel_library_path() -> str:
     """Where the unicorn wheel keeps libunicorn."""
     path = packaged_library("unicorn", ("libunicorn.so.2", "libunicorn.so",
                                         "libunicorn.2.dylib", "libunicorn.dylib",
@@ -102,8 +134,24 @@ def library_path() -> str:
     return path
 
 
-def load_library() -> ctypes.CDLL:
-    lib = ctypes.CDLL(library_path())
+def library_path() -> str:
+    """The library to load: $PYNOVA_UNICORN ("wheel" or a file), else the
+    patched build when `make` made it, else the wheel's."""
+    choice = os.environ.get(LIBRARY_ENV, "")
+    if choice == "wheel":
+        return wheel_library_path()
+    if choice:
+        if not os.path.exists(choice):
+            raise UnicornMissing(f"{LIBRARY_ENV}={choice}: no such library file")
+        return choice
+    if os.path.exists(PATCHED_LIBRARY):
+        return PATCHED_LIBRARY
+    return wheel_library_path()
+
+
+def load_library() -> Library:
+    path = library_path()
+    lib = ctypes.CDLL(path)
     vp, u64, sz = ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t
     lib.uc_open.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(vp)]
     lib.uc_close.argtypes = [vp]
@@ -124,10 +172,18 @@ def load_library() -> ctypes.CDLL:
     lib.uc_version.restype = ctypes.c_uint
     # uc_reg_read/write(_batch) and uc_hook_add/uc_ctl are variadic or hot:
     # they are called without argtypes, with ctypes objects as arguments.
-    return lib
+    patched = hasattr(lib, PATCH_SYMBOL)
+    if patched:
+        lib.uc_pynova_counter.argtypes = [vp]
+        lib.uc_pynova_counter.restype = vp
+        lib.uc_pynova_cpu_state.argtypes = [vp]
+        lib.uc_pynova_cpu_state.restype = vp
+    return Library(lib, path, patched)
 
 
-def version_string(lib: ctypes.CDLL) -> str:
+def version_string(library: Library) -> str:
+    """"2.1.4 patched" or "2.1.4 wheel": the banner's and --version's name."""
     major, minor = ctypes.c_uint(), ctypes.c_uint()
-    lib.uc_version(ctypes.byref(major), ctypes.byref(minor))
-    return f"{major.value}.{minor.value}"
+    patch = (library.lib.uc_version(ctypes.byref(major), ctypes.byref(minor)) >> 8) & 0xFF
+    kind = "patched" if library.patched else "wheel"
+    return f"{major.value}.{minor.value}.{patch} {kind}"

@@ -10,13 +10,26 @@ What Unicorn does not model, and how this backend makes up for it:
 * ``sysenter`` with a hook installed is not executed by Unicorn: the hook runs
   in the middle of the instruction and the CPU goes on after it. The backend
   calls the kernel's system-call handler there and then does what the
-  kernel's ``sysexit`` would: ``esp = ecx``, continue at ``edx``.
-* Unicorn executes ``in``/``out`` in ring 3 without the I/O privilege check.
-  The backend's port hooks do it: with CPL > IOPL and a TSS without an I/O
-  permission bitmap (the only kind pynova's kernel builds), every port access
-  raises #GP(0) (SDM vol. 1, 19.5.2). The CPU state at the instruction is
-  saved in the hook and restored after the stop, since Unicorn finishes the
-  translation block first.
+  kernel's ``sysexit`` would: ``esp = ecx``, continue at ``edx`` (with the
+  patched library by moving eip in place, so a bad edx faults on the fetch
+  as on the hardware; with the wheel's by stopping and starting again there).
+* The wheel's Unicorn executes ``in``/``out`` in ring 3 without the I/O
+  privilege check. The backend's port hooks do it: with CPL > IOPL and a TSS
+  without an I/O permission bitmap (the only kind pynova's kernel builds),
+  every port access raises #GP(0) (SDM vol. 1, 19.5.2). The CPU state at the
+  instruction is saved in the hook and restored after the stop, since
+  Unicorn finishes the translation block first. (The patched library does
+  the check itself.)
+* The wheel's Unicorn lets an ``iret`` in ring 3 enter virtual-8086 mode
+  (and so set IOPL 3), and ignores ``syscall``. The backend catches the
+  first at the next hook or stop, where it reports the #GP(0) that the
+  hardware would have raised at the first privileged instruction (an
+  approximation: the instructions in between ran); it reports the second
+  as the #UD of a CPU without EFER.SCE. The patched library does both as
+  the hardware does.
+* Restoring the kernel's saved ring-0 state would also restore the x87/SSE
+  registers saved with it; the backend keeps the live ones across it, as
+  entering the kernel does on the hardware.
 * Unicorn cannot change CS to a more privileged selector with a register
   write. Entering the kernel after a trap therefore restores a ring-0 state
   saved at boot (``enter_kernel``), the backend's analogue of the
@@ -38,6 +51,7 @@ from pynova.machine.memory import PhysicalMemory
 
 # Past the 32-bit address space: emu_start's "until" never matches an eip.
 _NO_UNTIL = c_uint64(1 << 32)
+_NO_LIMIT = (1 << 64) - 1
 _USER_LIMIT = 0xC0000000
 _REGS_ORDER = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip",
                "eflags", "cs", "ss", "ds", "es", "fs", "gs")
@@ -48,6 +62,23 @@ _HAS_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
 # the next instruction for them, as the hardware saves it.
 _TRAP_CLASS = frozenset({3, 4})
 _DR0_MARKER = 0x5EED_C0DE
+_EFLAGS_VM = 1 << 17
+_MSR_EFER, _EFER_SCE = 0xC0000080, 1
+_EFLAGS_IOPL = 3 << 12
+# x87/SSE state as an opaque blob: each register in a 16-byte slot.
+_FPU_NAMES = (("fpcw", "fpsw", "fptag", "mxcsr") + tuple(f"fp{i}" for i in range(8))
+              + tuple(f"xmm{i}" for i in range(8)))
+_FPU_SLOT = 16
+#: FNINIT plus the power-on MXCSR (SDM vol. 1, 8.1.5 and 10.2.3): FCW 0x37F,
+#: FSW 0, every tag empty, MXCSR 0x1F80, the registers zero.
+FPU_INIT_STATE = b"".join(value.to_bytes(_FPU_SLOT, "little")
+                          for value in (0x37F, 0, 0xFFFF, 0x1F80)) + bytes(16 * _FPU_SLOT)
+# The patched library's CPUX86State begins with target_ulong regs[16] (the
+# target is built 64-bit) and eip: the system-call hook reads and writes
+# them in place. Offsets of eax, ecx, edx, esp, esi, edi and eip.
+_SYS_VIEW = struct.Struct("<I4xI4xI4x8xI4x8xI4xI4x64xI")
+_ENV_EAX, _ENV_ESP, _ENV_EIP = 0, 4 * 8, 16 * 8
+_U64 = struct.Struct("<Q")
 
 
 class CpuError(RuntimeError):
@@ -62,13 +93,13 @@ def _check(err: int, what: str, lib: ctypes.CDLL) -> None:
 class _RegBatch:
     """Preallocated arguments for one uc_reg_read_batch/uc_reg_write_batch call."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
+    def __init__(self, names: tuple[str, ...], slot: int = 8) -> None:
         n = len(names)
         self.count = n
         self.ids = (ctypes.c_int * n)(*(uc.REG[name] for name in names))
-        self.values = (c_uint64 * n)()
+        self.values = (ctypes.c_char * (slot * n))()
         base = ctypes.addressof(self.values)
-        self.ptrs = (c_void_p * n)(*(base + 8 * i for i in range(n)))
+        self.ptrs = (c_void_p * n)(*(base + slot * i for i in range(n)))
         # The low 32 bits of each 8-byte slot, in one C call: iterating or
         # unpacking a ctypes array costs microseconds on the hot paths.
         self.layout = struct.Struct("<" + "I4x" * n)
@@ -84,21 +115,26 @@ class UnicornCpu:
     """One IA-32 core emulated by Unicorn, running on ``memory`` as its RAM."""
 
     def __init__(self, memory: PhysicalMemory) -> None:
-        self._lib = lib = uc.load_library()
-        self.version = uc.version_string(lib)
+        library = uc.load_library()
+        self._lib = lib = library.lib
+        #: "2.1.4 patched" or "2.1.4 wheel", for the banner
+        self.version = uc.version_string(library)
+        #: pynova's build: instructions counted by the CPU, registers in place
+        self.native = library.patched
         self._uc = c_void_p()
         _check(lib.uc_open(uc.UC_ARCH_X86, uc.UC_MODE_32, byref(self._uc)), "uc_open", lib)
         _check(lib.uc_mem_map_ptr(self._uc, 0, memory.size, uc.UC_PROT_ALL,
                                   memory.host_address), "uc_mem_map_ptr", lib)
         self._memory = memory
         self.syscall_handler: SyscallHandler | None = None
-        self.instructions = 0
+        self._insns = 0  # counted by the block hook (wheel)
         self._pending: Trap | None = None
         self._resume_at: int | None = None
         self._callbacks: list[object] = []  # keep ctypes thunks alive
         self._hooks: dict[object, int] = {}
         self._one = c_uint64()
-        self._sys = _RegBatch(("eax", "esi", "edi", "ecx", "edx", "eip", "esp"))
+        # What the wheel's sysenter hook reads in one call.
+        self._sys = _RegBatch(("eax", "esi", "edi", "ecx", "edx", "eip", "esp", "eflags"))
         self._all = _RegBatch(_REGS_ORDER)
         self._gprs = _RegBatch(_GPRS_NO_ESP)
         self._one_ref = byref(self._one)
@@ -108,11 +144,26 @@ class UnicornCpu:
         self._sys_read = self._sys.read
         self._eax_id = uc.REG["eax"]
         self._esp_id = uc.REG["esp"]
+        self._last_edx = 0
+        self._fpu = _RegBatch(_FPU_NAMES, _FPU_SLOT)
         self._kernel_ctx = self._alloc_context()
         self._scratch_ctx = self._alloc_context()
         self._error_code_offset = self._locate_error_code()
-        self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._on_sysenter),
-                       extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
+        self._kernel_insns = 0  # the kernel's irets, in the native count
+        self._iret_insns = 0    # the kernel's irets in this run (wheel)
+        self._wheel_budget: int | None = None
+        self._wheel_start = 0
+        self._err = 0
+        if self.native:
+            self._count, self._limit, self._env = self._native_state()
+            self._count_base = self._count.value
+            self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._on_sysenter_in_place),
+                           extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
+        else:
+            self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._on_sysenter),
+                           extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
+            self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._guarded(self._on_syscall)),
+                           extra=(ctypes.c_int(uc.UC_X86_INS_SYSCALL),))
         self._add_hook(uc.UC_HOOK_INTR, uc.HOOK_INTR(self._guarded(self._on_interrupt)))
         self._io_ctx = self._alloc_context()
         self._restore_io_ctx = False
@@ -130,7 +181,6 @@ class UnicornCpu:
         self._block_sizes: dict[tuple[int, int], int] = {}
         self._block_start = 0
         self._block_size = 0
-        self._kernel_insns = 0
         self._counting_hook: int | None = None
         self._decoder: Decoder | None = None
         #: Reads user code at a virtual address; the kernel provides it,
@@ -170,6 +220,25 @@ class UnicornCpu:
         ctx = c_void_p()
         _check(self._lib.uc_context_alloc(self._uc, byref(ctx)), "uc_context_alloc", self._lib)
         return ctx
+
+    def _native_state(self) -> tuple[c_uint64, c_uint64, memoryview]:
+        """The patched library's counter and limit, and a view of the CPU
+        state's general registers and eip; checked against the register API
+        once, so that a layout that differs fails here, not in a guest."""
+        counter = self._lib.uc_pynova_counter(self._uc)
+        env = self._lib.uc_pynova_cpu_state(self._uc)
+        if not counter or not env:
+            raise CpuError("the patched libunicorn did not give its CPU state")
+        view = memoryview((ctypes.c_char * (_ENV_EIP + 8)).from_address(env)).cast("B")
+        markers = {"eax": 0x11, "ecx": 0x22, "edx": 0x33, "esp": 0x44, "esi": 0x55,
+                   "edi": 0x66, "eip": 0x77}
+        for name, value in markers.items():
+            self.write_reg(name, value)
+        if _SYS_VIEW.unpack_from(view) != tuple(markers.values()):
+            raise CpuError("unexpected CPU state layout in the patched libunicorn")
+        for name in markers:
+            self.write_reg(name, 0)
+        return (c_uint64.from_address(counter), c_uint64.from_address(counter + 8), view)
 
     def _locate_error_code(self) -> int:
         """Offset of CPUX86State.error_code inside a saved context.
@@ -217,6 +286,18 @@ class UnicornCpu:
         b.fill((regs.eax, regs.ecx, regs.edx, regs.ebx, regs.ebp, regs.esi, regs.edi))
         self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
 
+    def read_fpu(self) -> bytes:
+        """The x87/SSE state, as an opaque blob for write_fpu."""
+        b = self._fpu
+        self._read_batch(self._uc, b.ids, b.ptrs, b.count)
+        return bytes(b.values)
+
+    def write_fpu(self, state: bytes | None) -> None:
+        """Load an x87/SSE state from read_fpu, or None: the initial one."""
+        b = self._fpu
+        ctypes.memmove(b.values, FPU_INIT_STATE if state is None else state, len(b.values))
+        self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
+
     def read_cr(self, n: int) -> int:
         return self.read_reg(f"cr{n}")
 
@@ -261,17 +342,47 @@ class UnicornCpu:
         _check(self._lib.uc_context_save(self._uc, self._kernel_ctx), "context_save", self._lib)
 
     def enter_kernel(self) -> None:
-        """Switch the CPU to the kernel's ring-0 entry state."""
-        _check(self._lib.uc_context_restore(self._uc, self._kernel_ctx), "context_restore",
-               self._lib)
+        """Switch the CPU to the kernel's ring-0 entry state. The x87/SSE
+        registers stay as they are (the saved state has them too)."""
+        b, lib = self._fpu, self._lib
+        lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
+        _check(lib.uc_context_restore(self._uc, self._kernel_ctx), "context_restore", lib)
+        lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
 
     # ------------------------------------------------------------- hooks
+    def _on_sysenter_in_place(self, _uc: int, _data: int) -> None:
+        # The hot path of every system call with the patched library: the
+        # registers are read and written in the CPU state itself, and moving
+        # eip to edx is the sysexit (the patch does not step over the
+        # sysenter then; a bad edx faults on the fetch, as on the hardware).
+        env = self._env
+        eax, ecx, edx, esp, esi, edi, eip = _SYS_VIEW.unpack_from(env)
+        self._last_edx = edx
+        try:
+            result = self.syscall_handler(eax & 0xFF, esi, edi, ecx, edx, eip)  # type: ignore[misc]
+        except BaseException as err:  # noqa: BLE001 - re-raised by run()
+            self._hook_failed(err)
+            return
+        if result is not None:
+            _U64.pack_into(env, _ENV_EAX, result & 0xFFFFFFFF)
+        _U64.pack_into(env, _ENV_ESP, ecx)
+        if self._pending is None:
+            if edx != eip:
+                _U64.pack_into(env, _ENV_EIP, edx)
+            else:  # eip unchanged reads as "step over it": start again there
+                self._resume_at = edx
+                self._lib.uc_emu_stop(self._uc)
+
     def _on_sysenter(self, _uc: int, _data: int) -> None:
-        # The hot path of every system call: one batched read, the kernel's
-        # handler, at most two single writes. Everything is prebound.
-        self._read_batch(self._uc, self._sys_ids, self._sys_ptrs, 7)
+        # The hot path of every system call with the wheel's library: one
+        # batched read, the kernel's handler, at most two single writes.
+        self._read_batch(self._uc, self._sys_ids, self._sys_ptrs, 8)
         v = self._sys_read()
         ecx, edx, eip = v[3], v[4], v[5]
+        self._last_edx = edx
+        if v[7] & (_EFLAGS_VM | _EFLAGS_IOPL):
+            self._escaped_ring3(eip)
+            return
         try:
             result = self.syscall_handler(v[0] & 0xFF, v[1], v[2], ecx, edx, eip)  # type: ignore[misc]
         except BaseException as err:  # noqa: BLE001 - re-raised by run()
@@ -286,6 +397,19 @@ class UnicornCpu:
         if edx != eip + 2 and self._pending is None:
             self._resume_at = edx
             self._lib.uc_emu_stop(self._uc)
+
+    def _on_syscall(self, _uc: int, _data: int) -> None:
+        """``syscall`` (wheel only): a CPU with EFER.SCE clear raises #UD
+        (SDM vol. 2B, SYSCALL); the patched library does it itself."""
+        if not self.read_msr(_MSR_EFER) & _EFER_SCE:
+            eip = self.read_reg("eip")
+            self._record(Trap(TrapKind.EXCEPTION, eip, 6), eip)
+
+    def _escaped_ring3(self, eip: int) -> None:
+        """The wheel's Unicorn let ring 3 into virtual-8086 mode (or to IOPL
+        > 0) through iret, which the hardware refuses (SDM vol. 2A, IRET):
+        report the #GP(0) that the next privileged instruction would raise."""
+        self._record(Trap(TrapKind.EXCEPTION, eip, 13, 0, 0), eip)
 
     def _on_interrupt(self, _uc: int, vector: int, _data: int) -> None:
         eip = self.read_reg("eip")
@@ -308,8 +432,9 @@ class UnicornCpu:
 
     def _check_io(self) -> None:
         cpl = self.read_reg("cs") & 3
-        iopl = (self.read_reg("eflags") >> 12) & 3
-        if cpl > iopl and self._pending is None:
+        eflags = self.read_reg("eflags")
+        iopl = (eflags >> 12) & 3
+        if (cpl > iopl or (cpl == 3 and eflags & _EFLAGS_VM)) and self._pending is None:
             self._lib.uc_context_save(self._uc, self._io_ctx)
             self._restore_io_ctx = True
             eip = self.read_reg("eip")
@@ -323,7 +448,7 @@ class UnicornCpu:
 
     def stop_after_syscall(self, resume_eip: int | None = None) -> None:
         """Called by the system-call handler: stop once this call returns."""
-        eip = self._sys.read()[4] if resume_eip is None else resume_eip
+        eip = self._last_edx if resume_eip is None else resume_eip
         self._pending = Trap(TrapKind.SYSCALL_STOP, eip & 0xFFFFFFFF)
         self._lib.uc_emu_stop(self._uc)
 
@@ -335,8 +460,18 @@ class UnicornCpu:
         self._lib.uc_emu_stop(self._uc)
 
     # ------------------------------------------------- instruction counts
+    @property
+    def instructions(self) -> int:
+        """Executed user instructions (while counting)."""
+        if self.native:
+            return self._count.value - self._count_base - self._kernel_insns
+        return self._insns
+
     def set_counting(self, on: bool) -> None:
-        """Count executed user instructions in ``instructions`` (slower)."""
+        """Count executed user instructions in ``instructions``: always so
+        with the patched library; with the wheel's, a block hook (slower)."""
+        if self.native:
+            return
         if on and self._counting_hook is None:
             self._counting_hook = self._add_hook(
                 uc.UC_HOOK_BLOCK, uc.HOOK_CODE(self._guarded(self._on_block)))
@@ -346,17 +481,17 @@ class UnicornCpu:
 
     @property
     def counting(self) -> bool:
-        return self._counting_hook is not None
+        return self.native or self._counting_hook is not None
 
     def _on_block(self, _uc: int, address: int, size: int, _data: int) -> None:
         if address >= _USER_LIMIT:
             # The kernel's only ring-0 code is the lone iret of its exit path
             # (a block of one instruction); it is not a user instruction.
-            self._kernel_insns += 1
+            self._iret_insns += 1
             self._block_size = 0
             return
         self._block_start, self._block_size = address, size
-        self.instructions += self._insns_in(address, size)
+        self._insns += self._insns_in(address, size)
 
     def _insns_in(self, address: int, size: int, upto: int | None = None) -> int:
         key = (address, size if upto is None else -upto)
@@ -380,7 +515,7 @@ class UnicornCpu:
         start, size = self._block_start, self._block_size
         if start <= eip < start + size:
             done = self._insns_in(start, size, upto=eip)
-            self.instructions -= self._insns_in(start, size) - done
+            self._insns -= self._insns_in(start, size) - done
         self._block_size = 0
 
     # --------------------------------------------------------- debugging
@@ -463,13 +598,12 @@ class UnicornCpu:
             resume_eip: int | None = None) -> Trap:
         """Run from ``eip`` until something stops the CPU; say what.
 
+        ``max_insns`` counts every instruction, the kernel's iret too.
         ``resume_eip`` is the user instruction the run returns to (when ``eip``
         is the kernel's exit path): a breakpoint there does not fire again."""
         self._pending = None
         self._hook_error = None
         self._watch_hit = None
-        self._kernel_insns = 0
-        start_count = self.instructions
         budget = max_insns
         if self._stop_requested:
             if eip < _USER_LIMIT:
@@ -477,21 +611,55 @@ class UnicornCpu:
                 return Trap(TrapKind.INTERRUPTED, eip)
             budget = 1  # just the kernel's iret, then stop in user mode
         self._skip_breakpoint = resume_eip if resume_eip in self._breakpoints else None
-        timeout_us = 0 if timeout is None else max(1, int(timeout * 1e6))
+        timeout_us = c_uint64(0 if timeout is None else max(1, int(timeout * 1e6)))
+        if self.native:
+            trap = self._run_counted(eip, budget, timeout_us)
+        else:
+            trap = self._run_wheel(eip, budget, timeout_us)
+        if trap is None:
+            trap = self._why_stopped(budget)
+        return trap if self.native else self._checked_privilege(trap)
+
+    def _run_counted(self, eip: int, budget: int | None, timeout_us: c_uint64) -> Trap | None:
+        """Run with the patched library: the CPU stops itself at the limit."""
+        count = self._count
+        before = count.value
+        self._limit.value = _NO_LIMIT if budget is None else before + budget
+        trap = self._run_resuming(eip, timeout_us, 0)
+        if eip >= _USER_LIMIT and count.value > before:
+            self._kernel_insns += 1  # the iret of the kernel's exit path
+        return trap
+
+    def _run_wheel(self, eip: int, budget: int | None, timeout_us: c_uint64) -> Trap | None:
+        """Run with the wheel's library: Unicorn's own count stops it, and
+        the kernel's iret is one of the counted instructions."""
+        self._wheel_budget = budget
+        self._wheel_start = self._insns
+        self._iret_insns = 0
+        return self._run_resuming(eip, timeout_us, budget or 0)
+
+    def _run_resuming(self, eip: int, timeout_us: c_uint64, count: int) -> Trap | None:
+        """emu_start, and again at edx after a sysenter that the CPU could
+        not continue in place; a stop request wins over that."""
         while True:
             self._resume_at = None
-            err = self._lib.uc_emu_start(self._uc, c_uint64(eip), _NO_UNTIL,
-                                         c_uint64(timeout_us), c_size_t(budget or 0))
-            if self._resume_at is None or self._pending is not None or err:
-                break
+            self._err = self._lib.uc_emu_start(self._uc, c_uint64(eip), _NO_UNTIL, timeout_us,
+                                               c_size_t(count))
+            if self._resume_at is None or self._pending is not None or self._err:
+                return None
             eip = self._resume_at  # sysexit to an edx other than the next insn
-            if budget is not None:
-                budget = max_insns - (self.instructions - start_count)  # type: ignore[operator]
-                if budget <= 0:
+            if self._stop_requested:
+                self._stop_requested = False
+                return Trap(TrapKind.INTERRUPTED, eip)
+            if count and not self.native:
+                if not self.counting:
+                    continue  # Unicorn's count started afresh: a full budget again
+                count = self._wheel_budget - (self._insns - self._wheel_start)  # type: ignore[operator]
+                if count <= 0:
                     return Trap(TrapKind.BUDGET, eip)
-        return self._why_stopped(err, max_insns, start_count)
 
-    def _why_stopped(self, err: int, max_insns: int | None, start_count: int) -> Trap:
+    def _why_stopped(self, budget: int | None) -> Trap:
+        err = self._err
         if self._hook_error is not None:
             failure, self._hook_error = self._hook_error, None
             raise failure
@@ -517,11 +685,25 @@ class UnicornCpu:
             self._stop_requested = False
             self._uncount_from(eip)
             return Trap(TrapKind.INTERRUPTED, eip)
-        if max_insns is not None:
-            if self.counting:
-                self.instructions = start_count + max_insns - self._kernel_insns
-            return Trap(TrapKind.BUDGET, eip)
+        if budget is not None:
+            if self.native:
+                if self._count.value >= self._limit.value:
+                    return Trap(TrapKind.BUDGET, eip)
+            else:
+                if self.counting:
+                    # Unicorn counted the kernel's iret too (a block of its own).
+                    self._insns = self._wheel_start + budget - self._iret_insns
+                return Trap(TrapKind.BUDGET, eip)
         return Trap(TrapKind.HALT, eip)
+
+    def _checked_privilege(self, trap: Trap) -> Trap:
+        """With the wheel's library: the #GP for a ring 3 that Unicorn let
+        into virtual-8086 mode (see _escaped_ring3), at any stop."""
+        if trap.kind is TrapKind.EXCEPTION and trap.vector == 13:
+            return trap
+        if self.read_reg("cs") & 3 == 3 and self.read_reg("eflags") & (_EFLAGS_VM | _EFLAGS_IOPL):
+            return Trap(TrapKind.EXCEPTION, trap.eip, 13, 0, 0)
+        return trap
 
     def close(self) -> None:
         if self._uc:
