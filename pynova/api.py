@@ -45,9 +45,14 @@ def _load(program: Program) -> tuple[bytes, str]:
 
 
 def run(program: Program, *, max_insns: int | None = None, timeout: float | None = None,
-        mem: int = 128 << 20, quantum: int | None = 10000, explain: bool = True) -> Result:
+        mem: int = 128 << 20, quantum: int | None = 10000, explain: bool = True,
+        count_instructions: bool = False) -> Result:
     """Run an i386 ELF program (a path, the bytes of the file, or the name
-    of a bundled example) on a fresh machine and return what happened."""
+    of a bundled example) on a fresh machine and return what happened.
+
+    ``instructions`` is always counted with pynova's patched libunicorn (at
+    no cost); with the wheel's only for ``max_insns`` or when asked with
+    ``count_instructions`` (a Python hook per block: many times slower)."""
     image, name = _load(program)
     final: list[list[Range]] = []
 
@@ -55,7 +60,7 @@ def run(program: Program, *, max_insns: int | None = None, timeout: float | None
         final.append(ranges(kernel.pd.ptab) if kernel.pd is not None else [])
 
     r = run_image(image, name, mem_size=mem, max_insns=max_insns, timeout=timeout,
-                  quantum=quantum, count_instructions=True, explain=explain,
+                  quantum=quantum, count_instructions=count_instructions, explain=explain,
                   on_exit=on_exit)
     return Result(r.output, r.status, r.reason, r.message, r.fault, r.instructions,
                   final[0] if final else [])

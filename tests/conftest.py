@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pynova.machine import Console
+from pynova.machine.uc_abi import LIBRARY_ENV, PATCHED_LIBRARY
 from pynova.runner import RunResult, run_image
 from pynova.toolchain import ToolchainError, example_path, find_toolchain
 
@@ -24,6 +25,19 @@ def _have_toolchain() -> bool:
 #: Tests that build programs of their own; `make test` has already built the
 #: examples, so a missing toolchain fails there loudly first.
 needs_toolchain = pytest.mark.skipif(not _have_toolchain(), reason="no i386 toolchain")
+
+
+@pytest.fixture(params=["patched", "wheel"])
+def unicorn_library(request, monkeypatch) -> str:
+    """Run the test once on each libunicorn: pynova's patched build (skipped
+    when `make` could not build it) and the wheel's."""
+    if request.param == "patched":
+        if not Path(PATCHED_LIBRARY).exists():
+            pytest.skip("the patched libunicorn is not built (make libunicorn)")
+        monkeypatch.setenv(LIBRARY_ENV, PATCHED_LIBRARY)
+    else:
+        monkeypatch.setenv(LIBRARY_ENV, "wheel")
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ def test_import_pynova_stays_cheap():
 
 
 def test_result_fields():
-    r = pynova.run(example_path("pagefault"))
+    r = pynova.run(example_path("pagefault"), count_instructions=True)
     assert (r.status, r.reason) == (139, "fault")
     f = r.fault
     assert (f.vector, f.cr2, f.error_code) == (14, 0x234, 0x6)

@@ -67,5 +67,5 @@ def test_cli_trace_goes_to_stderr():
 def test_tracing_off_leaves_the_syscall_handler_alone():
     seen = []
     run_example("hello", setup=lambda kernel: seen.append(
-        kernel.cpu.syscall_handler is kernel.syscalls and kernel.tracer is None))
+        kernel.cpu.syscall_handler is kernel.syscalls.dispatch and kernel.tracer is None))
     assert seen == [True]

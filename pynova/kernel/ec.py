@@ -31,6 +31,9 @@ class Ec:
         #: stopped at a breakpoint, so that resuming there does not break
         #: again at once.
         self.resume_flag = False
+        #: The x87/SSE state while another Ec has the FPU (Cpu.read_fpu's
+        #: blob); None: the initial state (FNINIT, MXCSR 0x1F80).
+        self.fpu: bytes | None = None
 
     def __repr__(self) -> str:
         return f"Ec({self.id}, {self.state.value}, eip={self.regs.eip:#x})"

@@ -88,8 +88,9 @@ class Kernel:
         self._pending: _Pending | None = None
         self._time_up = False
         self._entry_cr3 = layout.KERNEL_PD_PHYS  # CR3 in the saved kernel entry state
+        self._fpu_owner: Ec | None = None  # whose x87/SSE state the CPU holds
         self.syscalls = Syscalls(self)
-        self.cpu.syscall_handler = self.syscalls
+        self.cpu.syscall_handler = self.syscalls.dispatch
         self.cpu.fetch_code = self._fetch_code
         #: Optional observers (pynova.tools), checked only on slow paths:
         #: ``tracer.slice(ec)``/``tracer.exception(fault)``, ``explain(kernel, fault)``.
@@ -217,13 +218,33 @@ class Kernel:
         cpu.enter_kernel()
         if ec.pd.ptab.root != self._entry_cr3:
             cpu.write_cr(3, ec.pd.ptab.root)
+        if ec is not self._fpu_owner:
+            self._switch_fpu(ec)
         cpu.write_regs(ec.regs)
+        self._load_data_segments(ec)
         frame = layout.KSTACK_TOP_PHYS - IRET_FRAME.size
         self.memory.write(frame, IRET_FRAME.pack(*ec.iret_frame()))
         cpu.write_reg("esp", layout.kvirt(frame))
         # The iret itself is one more instruction for the budget to allow.
         return cpu.run(iret_stub_address(), max_insns=None if budget is None else budget + 1,
                        resume_eip=self._resume_eip(ec))
+
+    def _switch_fpu(self, ec: Ec) -> None:
+        """Give ``ec`` the x87/SSE registers (only when another Ec had them:
+        every register but eax is the thread's own, docs/ABI.md)."""
+        owner = self._fpu_owner
+        if owner is not None:
+            owner.fpu = self.cpu.read_fpu()
+        self.cpu.write_fpu(ec.fpu)
+        self._fpu_owner = ec
+
+    def _load_data_segments(self, ec: Ec) -> None:
+        """The kernel entry state holds the user data selector in ds..gs;
+        load the Ec's own where it changed them (iret keeps them: DPL 3)."""
+        r = ec.regs
+        for name, selector in (("ds", r.ds), ("es", r.es), ("fs", r.fs), ("gs", r.gs)):
+            if selector != layout.SEL_USER_DATA:
+                self.cpu.load_segment(name, selector)
 
     @staticmethod
     def _resume_eip(ec: Ec) -> int | None:

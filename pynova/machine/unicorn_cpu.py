@@ -144,7 +144,6 @@ class UnicornCpu:
         self._sys_read = self._sys.read
         self._eax_id = uc.REG["eax"]
         self._esp_id = uc.REG["esp"]
-        self._last_edx = 0
         self._fpu = _RegBatch(_FPU_NAMES, _FPU_SLOT)
         self._kernel_ctx = self._alloc_context()
         self._scratch_ctx = self._alloc_context()
@@ -152,12 +151,13 @@ class UnicornCpu:
         self._kernel_insns = 0  # the kernel's irets, in the native count
         self._iret_insns = 0    # the kernel's irets in this run (wheel)
         self._wheel_budget: int | None = None
+        self._count_hooked = False  # Unicorn's count hook is installed (wheel)
         self._wheel_start = 0
         self._err = 0
         if self.native:
             self._count, self._limit, self._env = self._native_state()
             self._count_base = self._count.value
-            self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._on_sysenter_in_place),
+            self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._sysenter_in_place()),
                            extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
         else:
             self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._on_sysenter),
@@ -350,28 +350,33 @@ class UnicornCpu:
         lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
 
     # ------------------------------------------------------------- hooks
-    def _on_sysenter_in_place(self, _uc: int, _data: int) -> None:
-        # The hot path of every system call with the patched library: the
-        # registers are read and written in the CPU state itself, and moving
-        # eip to edx is the sysexit (the patch does not step over the
-        # sysenter then; a bad edx faults on the fetch, as on the hardware).
-        env = self._env
-        eax, ecx, edx, esp, esi, edi, eip = _SYS_VIEW.unpack_from(env)
-        self._last_edx = edx
-        try:
-            result = self.syscall_handler(eax & 0xFF, esi, edi, ecx, edx, eip)  # type: ignore[misc]
-        except BaseException as err:  # noqa: BLE001 - re-raised by run()
-            self._hook_failed(err)
-            return
-        if result is not None:
-            _U64.pack_into(env, _ENV_EAX, result & 0xFFFFFFFF)
-        _U64.pack_into(env, _ENV_ESP, ecx)
-        if self._pending is None:
-            if edx != eip:
-                _U64.pack_into(env, _ENV_EIP, edx)
-            else:  # eip unchanged reads as "step over it": start again there
-                self._resume_at = edx
-                self._lib.uc_emu_stop(self._uc)
+    def _sysenter_in_place(self) -> Callable[[int, int], None]:
+        """The hook on the hot path of every system call with the patched
+        library: registers read and written in the CPU state itself, all it
+        needs bound in a closure. Moving eip to edx is the sysexit (the
+        patch does not step over the sysenter then; a bad edx faults on the
+        fetch, as on the hardware)."""
+        cpu, env = self, self._env
+        unpack, put = _SYS_VIEW.unpack_from, _U64.pack_into
+
+        def on_sysenter(_uc: int, _data: int) -> None:
+            eax, ecx, edx, esp, esi, edi, eip = unpack(env)
+            try:
+                result = cpu.syscall_handler(eax & 0xFF, esi, edi, ecx, edx, eip)  # type: ignore[misc]
+            except BaseException as err:  # noqa: BLE001 - re-raised by run()
+                cpu._hook_failed(err)
+                return
+            if result is not None:
+                put(env, _ENV_EAX, result & 0xFFFFFFFF)
+            if ecx != esp:
+                put(env, _ENV_ESP, ecx)
+            if cpu._pending is None:
+                if edx != eip:
+                    put(env, _ENV_EIP, edx)
+                else:  # an unmoved eip reads as "step over": start again there
+                    cpu._resume_at = edx
+                    cpu._lib.uc_emu_stop(cpu._uc)
+        return on_sysenter
 
     def _on_sysenter(self, _uc: int, _data: int) -> None:
         # The hot path of every system call with the wheel's library: one
@@ -379,7 +384,6 @@ class UnicornCpu:
         self._read_batch(self._uc, self._sys_ids, self._sys_ptrs, 8)
         v = self._sys_read()
         ecx, edx, eip = v[3], v[4], v[5]
-        self._last_edx = edx
         if v[7] & (_EFLAGS_VM | _EFLAGS_IOPL):
             self._escaped_ring3(eip)
             return
@@ -448,7 +452,9 @@ class UnicornCpu:
 
     def stop_after_syscall(self, resume_eip: int | None = None) -> None:
         """Called by the system-call handler: stop once this call returns."""
-        eip = self._last_edx if resume_eip is None else resume_eip
+        if resume_eip is None:
+            resume_eip = _SYS_VIEW.unpack_from(self._env)[2] if self.native else self._sys.read()[4]
+        eip = resume_eip
         self._pending = Trap(TrapKind.SYSCALL_STOP, eip & 0xFFFFFFFF)
         self._lib.uc_emu_stop(self._uc)
 
@@ -625,9 +631,11 @@ class UnicornCpu:
         count = self._count
         before = count.value
         self._limit.value = _NO_LIMIT if budget is None else before + budget
+        iret = eip >= _USER_LIMIT  # the kernel's exit path: not a user instruction
+        self._kernel_insns += iret  # taken off already, for hooks during the run
         trap = self._run_resuming(eip, timeout_us, 0)
-        if eip >= _USER_LIMIT and count.value > before:
-            self._kernel_insns += 1  # the iret of the kernel's exit path
+        if iret and count.value == before:
+            self._kernel_insns -= 1  # stopped before the iret
         return trap
 
     def _run_wheel(self, eip: int, budget: int | None, timeout_us: c_uint64) -> Trap | None:
@@ -636,6 +644,12 @@ class UnicornCpu:
         self._wheel_budget = budget
         self._wheel_start = self._insns
         self._iret_insns = 0
+        if budget and not self._count_hooked:
+            # Unicorn adds its counting hook for this run but keeps the
+            # blocks translated without it, which would run uncounted
+            # (it flushes them only when the hook goes again).
+            self._flush_code()
+        self._count_hooked = bool(budget)
         return self._run_resuming(eip, timeout_us, budget or 0)
 
     def _run_resuming(self, eip: int, timeout_us: c_uint64, count: int) -> Trap | None:
