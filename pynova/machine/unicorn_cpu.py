@@ -144,6 +144,7 @@ class UnicornCpu:
         self._sys_read = self._sys.read
         self._eax_id = uc.REG["eax"]
         self._esp_id = uc.REG["esp"]
+        self._eip_id = uc.REG["eip"]
         self._fpu = _RegBatch(_FPU_NAMES, _FPU_SLOT)
         self._kernel_ctx = self._alloc_context()
         self._scratch_ctx = self._alloc_context()
@@ -399,6 +400,20 @@ class UnicornCpu:
             self._one.value = ecx
             self._write_reg(self._uc, self._esp_id, self._one_ref)
         if edx != eip + 2 and self._pending is None:
+            self._sysexit_to(edx, eip)
+
+    def _sysexit_to(self, edx: int, eip: int) -> None:
+        """Continue at edx (wheel). Unicorn adds the sysenter's length to
+        eip after the hook: 2 unless prefixed, when it starts again at edx
+        instead (a new emu_start, which a stop request overtakes)."""
+        try:
+            plain = self.fetch_code is None or self.fetch_code(eip, 1) == b"\x0f"
+        except Exception:  # noqa: BLE001 - unreadable: the CPU just fetched it, so no
+            plain = True
+        if plain:
+            self._one.value = (edx - 2) & 0xFFFFFFFF
+            self._write_reg(self._uc, self._eip_id, self._one_ref)
+        else:
             self._resume_at = edx
             self._lib.uc_emu_stop(self._uc)
 
