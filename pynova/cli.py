@@ -213,6 +213,23 @@ class Formatter(argparse.HelpFormatter):
         super().__init__(prog, width=max(width - 2, 40))
 
 
+class VersionAction(argparse.Action):
+    """--version: pynova's, and which libunicorn runs the CPU (loaded only
+    when asked: it is not free)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from pynova.machine import uc_abi
+        library = uc_abi.load_library()
+        print(f"pynova {__version__} (Unicorn {uc_abi.version_string(library)}: "
+              f"{library.path})")
+        parser.exit()
+
+
 def command(sub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=text, formatter_class=Formatter)
 
@@ -237,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=Formatter,
         prog="pynova", description="A NOVA-style teaching microkernel in Python, running "
         "real i386 ELF programs on an emulated PC.")
-    parser.add_argument("--version", action="version", version=f"pynova {__version__}")
+    parser.add_argument("--version", action=VersionAction, help="show the version and the "
+                        "libunicorn in use, then exit")
     sub = parser.add_subparsers(dest="command", required=True, prog="pynova")
 
     run = command(sub, "run", "boot the kernel with PROGRAM as its module and run it")

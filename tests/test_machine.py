@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +21,8 @@ def test_unicorn_constants_match_the_binding():
 
     for name, value in uc.REG.items():
         assert getattr(x, f"UC_X86_REG_{name.upper()}") == value, name
-    assert x.UC_X86_INS_SYSENTER == uc.UC_X86_INS_SYSENTER
+    assert (x.UC_X86_INS_SYSENTER, x.UC_X86_INS_SYSCALL) == (uc.UC_X86_INS_SYSENTER,
+                                                            uc.UC_X86_INS_SYSCALL)
     assert (x.UC_X86_INS_IN, x.UC_X86_INS_OUT) == (uc.UC_X86_INS_IN, uc.UC_X86_INS_OUT)
     for name in ("UC_ARCH_X86", "UC_MODE_32", "UC_PROT_ALL", "UC_HOOK_INTR", "UC_HOOK_INSN",
                  "UC_HOOK_CODE", "UC_HOOK_BLOCK", "UC_QUERY_TIMEOUT", "UC_ERR_INSN_INVALID",
@@ -142,3 +145,40 @@ def test_an_exception_in_a_kernel_hook_is_raised_not_swallowed():
         kernel.syscalls.table[2] = broken
         with pytest.raises(ZeroDivisionError, match="kernel bug in sum"):
             kernel.run()
+
+
+def test_the_patched_library_is_used_when_built_and_the_wheel_when_asked(monkeypatch):
+    from pynova.machine.uc_abi import LIBRARY_ENV, PATCHED_LIBRARY
+
+    from conftest import pynova_cli
+
+    monkeypatch.delenv(LIBRARY_ENV, raising=False)
+    built = Path(PATCHED_LIBRARY).exists()
+    version = pynova_cli("--version").stdout
+    assert version.startswith("pynova 0.1.0 (Unicorn 2.1.4 ")
+    assert ("patched: " + PATCHED_LIBRARY if built else "wheel: ") in version
+    monkeypatch.setenv(LIBRARY_ENV, "wheel")
+    assert "2.1.4 wheel: " in pynova_cli("--version").stdout
+    first = pynova_cli("run", "hello").stdout.splitlines()[0]
+    assert first.endswith("[Python 3.11.7, Unicorn 2.1.4 wheel]".replace(
+        "3.11.7", sys.version.split()[0]))
+    monkeypatch.setenv(LIBRARY_ENV, "/nonexistent/libunicorn.so.2")
+    bad = pynova_cli("run", "hello")
+    assert bad.returncode == 70 and bad.stderr.count("\n") == 1
+    assert "PYNOVA_UNICORN=/nonexistent/libunicorn.so.2: no such library file" in bad.stderr
+
+
+def test_fpu_state_round_trips_and_starts_in_fninit_state(unicorn_library):
+    from pynova.machine.unicorn_cpu import FPU_INIT_STATE
+
+    with Machine(4 << 20, Console()) as machine:
+        cpu = machine.cpu
+        cpu.write_fpu(None)
+        assert cpu.read_fpu() == FPU_INIT_STATE
+        assert (cpu.read_reg("fpcw"), cpu.read_reg("fptag"), cpu.read_reg("mxcsr")) == \
+            (0x37F, 0xFFFF, 0x1F80)
+        cpu.write_reg("fpcw", 0xB7F)
+        saved = cpu.read_fpu()
+        cpu.write_fpu(None)
+        cpu.write_fpu(saved)
+        assert cpu.read_reg("fpcw") == 0xB7F and cpu.read_fpu() == saved

@@ -268,6 +268,7 @@ class UnicornCpu:
 
     # ----------------------------------------------------------- registers
     def read_reg(self, name: str) -> int:
+        self._one.value = 0  # a 16-bit register (cs, fpcw) fills only two bytes
         self._lib.uc_reg_read(self._uc, uc.REG[name], byref(self._one))
         return self._one.value & 0xFFFFFFFF
 
