@@ -30,6 +30,7 @@ from pynova.machine.multiboot import BootInfo
 
 #: The five words iret pops (Intel SDM vol. 3A, 6.12.1, Figure 6-4).
 IRET_FRAME = struct.Struct("<5I")
+_USER_DATA_SEGMENTS = (layout.SEL_USER_DATA,) * 4
 
 # Exit statuses of a run (docs/ABI.md).
 STATUS_LIMIT = 124
@@ -242,6 +243,8 @@ class Kernel:
         """The kernel entry state holds the user data selector in ds..gs;
         load the Ec's own where it changed them (iret keeps them: DPL 3)."""
         r = ec.regs
+        if (r.ds, r.es, r.fs, r.gs) == _USER_DATA_SEGMENTS:
+            return
         for name, selector in (("ds", r.ds), ("es", r.es), ("fs", r.fs), ("gs", r.gs)):
             if selector != layout.SEL_USER_DATA:
                 self.cpu.load_segment(name, selector)

@@ -50,7 +50,7 @@ from pynova.machine.decode import Decoder
 from pynova.machine.memory import PhysicalMemory
 
 # Past the 32-bit address space: emu_start's "until" never matches an eip.
-_NO_UNTIL = c_uint64(1 << 32)
+_NO_UNTIL = 1 << 32
 _NO_LIMIT = (1 << 64) - 1
 _USER_LIMIT = 0xC0000000
 _REGS_ORDER = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip",
@@ -79,6 +79,11 @@ FPU_INIT_STATE = b"".join(value.to_bytes(_FPU_SLOT, "little")
 _SYS_VIEW = struct.Struct("<I4xI4xI4x8xI4x8xI4xI4x64xI")
 _ENV_EAX, _ENV_ESP, _ENV_EIP = 0, 4 * 8, 16 * 8
 _U64 = struct.Struct("<Q")
+# The general registers in PUSHAD order and eip; all but esp, for writing.
+_GPRS_EIP_VIEW = struct.Struct("<" + "I4x" * 8 + "64xI")
+_GPRS_NO_ESP_VIEW = struct.Struct("<QQQQ8xQQQ")
+_ENV_GPR = {name: 8 * i for i, name in enumerate(("eax", "ecx", "edx", "ebx", "esp", "ebp",
+                                                 "esi", "edi"))}
 
 
 class CpuError(RuntimeError):
@@ -111,6 +116,18 @@ class _RegBatch:
         self.layout.pack_into(self.values, 0, *values)
 
 
+class _FpuRegion:
+    """The patched library's x87/SSE state: its bytes in the live CPU state
+    and in the saved kernel state, and those of the initial state."""
+
+    __slots__ = ("live", "saved", "initial")
+
+    def __init__(self, live: memoryview, saved: memoryview) -> None:
+        self.live = live
+        self.saved = saved
+        self.initial = b""
+
+
 class UnicornCpu:
     """One IA-32 core emulated by Unicorn, running on ``memory`` as its RAM."""
 
@@ -136,6 +153,7 @@ class UnicornCpu:
         # What the wheel's sysenter hook reads in one call.
         self._sys = _RegBatch(("eax", "esi", "edi", "ecx", "edx", "eip", "esp", "eflags"))
         self._all = _RegBatch(_REGS_ORDER)
+        self._flags_segs = _RegBatch(_REGS_ORDER[9:])
         self._gprs = _RegBatch(_GPRS_NO_ESP)
         self._one_ref = byref(self._one)
         self._read_batch = lib.uc_reg_read_batch
@@ -146,6 +164,7 @@ class UnicornCpu:
         self._esp_id = uc.REG["esp"]
         self._eip_id = uc.REG["eip"]
         self._fpu = _RegBatch(_FPU_NAMES, _FPU_SLOT)
+        self._fpu_in_buffer = False  # the buffer has the live x87/SSE state
         self._kernel_ctx = self._alloc_context()
         self._scratch_ctx = self._alloc_context()
         self._error_code_offset = self._locate_error_code()
@@ -155,9 +174,11 @@ class UnicornCpu:
         self._count_hooked = False  # Unicorn's count hook is installed (wheel)
         self._wheel_start = 0
         self._err = 0
+        self._fpu_region: _FpuRegion | None = None
         if self.native:
             self._count, self._limit, self._env = self._native_state()
             self._count_base = self._count.value
+            self._fpu_region = self._locate_fpu()
             self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._sysenter_in_place()),
                            extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
         else:
@@ -234,12 +255,59 @@ class UnicornCpu:
         markers = {"eax": 0x11, "ecx": 0x22, "edx": 0x33, "esp": 0x44, "esi": 0x55,
                    "edi": 0x66, "eip": 0x77}
         for name, value in markers.items():
-            self.write_reg(name, value)
-        if _SYS_VIEW.unpack_from(view) != tuple(markers.values()):
+            self._api_write_reg(name, value)
+        in_place = _SYS_VIEW.unpack_from(view)
+        _U64.pack_into(view, _ENV_GPR["ebx"], 0x88)
+        if in_place != tuple(markers.values()) or self.read_reg("ebx") != 0x88:
             raise CpuError("unexpected CPU state layout in the patched libunicorn")
-        for name in markers:
-            self.write_reg(name, 0)
+        for name in (*markers, "ebx"):
+            self._api_write_reg(name, 0)
         return (c_uint64.from_address(counter), c_uint64.from_address(counter + 8), view)
+
+    def _locate_fpu(self) -> _FpuRegion | None:
+        """Where the x87/SSE state lies in the CPU state and in the saved
+        kernel state, found by changing registers and seeing which bytes
+        change (QEMU's CPUX86State: fpstt, fpus, fpuc, ... up to xmm_regs).
+        None when the layout is not the expected one: the register API
+        is used then."""
+        env = self._lib.uc_pynova_cpu_state(self._uc)
+        size = self._lib.uc_context_size(self._uc)
+
+        def changed(name: str, first: int, second: int) -> list[int]:
+            self._api_write_reg(name, first)
+            before = ctypes.string_at(env, size)
+            self._api_write_reg(name, second)
+            after = ctypes.string_at(env, size)
+            return [i for i in range(size) if before[i] != after[i]]
+
+        top = changed("fpsw", 0, 5 << 11)        # fpstt: the stack top
+        control = changed("fpcw", 0x37F, 0xA7E)  # fpuc, and the rounding mode it sets
+        self._api_write_reg("fpsw", 0)
+        xmm = (ctypes.c_uint64 * 2)(1, 2)
+        self._lib.uc_reg_write(self._uc, uc.REG["xmm0"], byref(xmm))
+        before = ctypes.string_at(env, size)
+        xmm[0] = 3
+        self._lib.uc_reg_write(self._uc, uc.REG["xmm0"], byref(xmm))
+        after = ctypes.string_at(env, size)
+        xmm0 = [i for i in range(size) if before[i] != after[i]]
+        if len(top) != 1 or not control or control[0] != top[0] + 6 or len(xmm0) != 1 \
+                or xmm0[0] < control[0]:
+            return None
+        start, end = top[0], xmm0[0] + 8 * 64  # XMM0-7 (ZMMReg: 64 bytes)
+        self._lib.uc_context_save(self._uc, self._scratch_ctx)
+        saved = ctypes.string_at(self._scratch_ctx.value or 0, size)
+        header = saved.find(ctypes.string_at(env + start, end - start))
+        if header < 0:
+            return None
+        region = _FpuRegion(
+            memoryview((ctypes.c_char * (end - start)).from_address(env + start)).cast("B"),
+            memoryview((ctypes.c_char * (end - start)).from_address(
+                (self._kernel_ctx.value or 0) + header)).cast("B"))
+        b = self._fpu
+        ctypes.memmove(b.values, FPU_INIT_STATE, len(b.values))
+        self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
+        region.initial = bytes(region.live)
+        return region
 
     def _locate_error_code(self) -> int:
         """Offset of CPUX86State.error_code inside a saved context.
@@ -268,37 +336,74 @@ class UnicornCpu:
 
     # ----------------------------------------------------------- registers
     def read_reg(self, name: str) -> int:
+        self._put_back_fpu()
         self._one.value = 0  # a 16-bit register (cs, fpcw) fills only two bytes
         self._lib.uc_reg_read(self._uc, uc.REG[name], byref(self._one))
         return self._one.value & 0xFFFFFFFF
 
     def write_reg(self, name: str, value: int) -> None:
+        if self.native and name in _ENV_GPR:  # a plain store, as uc_reg_write does
+            _U64.pack_into(self._env, _ENV_GPR[name], value & 0xFFFFFFFF)
+            return
+        self._api_write_reg(name, value)
+
+    def _api_write_reg(self, name: str, value: int) -> None:
+        self._put_back_fpu()
         self._one.value = value & 0xFFFFFFFF
         _check(self._lib.uc_reg_write(self._uc, uc.REG[name], byref(self._one)),
                f"write {name}", self._lib)
 
     def read_regs(self) -> Regs:
+        if self.native:  # general registers and eip in place; EFLAGS is computed
+            b = self._flags_segs
+            self._lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
+            return Regs(*_GPRS_EIP_VIEW.unpack_from(self._env), *b.read())
         b = self._all
         self._lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
         return Regs(*b.read())
 
     def write_regs(self, regs: Regs) -> None:
         """Write the general-purpose registers except esp (iret loads it)."""
+        if self.native:
+            _GPRS_NO_ESP_VIEW.pack_into(self._env, 0, regs.eax, regs.ecx, regs.edx, regs.ebx,
+                                        regs.ebp, regs.esi, regs.edi)
+            return
         b = self._gprs
         b.fill((regs.eax, regs.ecx, regs.edx, regs.ebx, regs.ebp, regs.esi, regs.edi))
         self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
 
+    # With the patched library the x87/SSE state is its bytes in the CPU
+    # state (_FpuRegion), copied in place. With the wheel's it goes through
+    # self._fpu's buffer: after enter_kernel that holds the user's state,
+    # which goes back into the CPU (the saved kernel state has its own) only
+    # before the CPU next runs or is asked for a register.
     def read_fpu(self) -> bytes:
         """The x87/SSE state, as an opaque blob for write_fpu."""
+        if self._fpu_region is not None:
+            return bytes(self._fpu_region.live)
         b = self._fpu
-        self._read_batch(self._uc, b.ids, b.ptrs, b.count)
+        if not self._fpu_in_buffer:
+            self._read_batch(self._uc, b.ids, b.ptrs, b.count)
         return bytes(b.values)
 
     def write_fpu(self, state: bytes | None) -> None:
         """Load an x87/SSE state from read_fpu, or None: the initial one."""
+        region = self._fpu_region
+        if region is not None:
+            region.live[:] = region.initial if state is None else state
+            return
         b = self._fpu
-        ctypes.memmove(b.values, FPU_INIT_STATE if state is None else state, len(b.values))
-        self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
+        state = FPU_INIT_STATE if state is None else state
+        if self._fpu_in_buffer and b.values.raw == state:
+            return
+        ctypes.memmove(b.values, state, len(b.values))
+        self._fpu_in_buffer = True
+
+    def _put_back_fpu(self) -> None:
+        if self._fpu_in_buffer:
+            b = self._fpu
+            self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
+            self._fpu_in_buffer = False
 
     def read_cr(self, n: int) -> int:
         return self.read_reg(f"cr{n}")
@@ -341,15 +446,20 @@ class UnicornCpu:
     # ------------------------------------------------------ kernel entry
     def save_kernel_state(self) -> None:
         """Remember the current (ring-0) state as the kernel's entry state."""
+        self._put_back_fpu()
         _check(self._lib.uc_context_save(self._uc, self._kernel_ctx), "context_save", self._lib)
 
     def enter_kernel(self) -> None:
         """Switch the CPU to the kernel's ring-0 entry state. The x87/SSE
         registers stay as they are (the saved state has them too)."""
         b, lib = self._fpu, self._lib
-        lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
+        region = self._fpu_region
+        if region is not None:
+            region.saved[:] = region.live  # restored with the rest: as it is now
+        elif not self._fpu_in_buffer:
+            lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
+            self._fpu_in_buffer = True
         _check(lib.uc_context_restore(self._uc, self._kernel_ctx), "context_restore", lib)
-        lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
 
     # ------------------------------------------------------------- hooks
     def _sysenter_in_place(self) -> Callable[[int, int], None]:
@@ -633,16 +743,17 @@ class UnicornCpu:
                 return Trap(TrapKind.INTERRUPTED, eip)
             budget = 1  # just the kernel's iret, then stop in user mode
         self._skip_breakpoint = resume_eip if resume_eip in self._breakpoints else None
-        timeout_us = c_uint64(0 if timeout is None else max(1, int(timeout * 1e6)))
+        timeout_us = 0 if timeout is None else max(1, int(timeout * 1e6))
+        self._put_back_fpu()
         if self.native:
             trap = self._run_counted(eip, budget, timeout_us)
         else:
             trap = self._run_wheel(eip, budget, timeout_us)
         if trap is None:
-            trap = self._why_stopped(budget)
+            trap = self._why_stopped(budget, timeout is not None)
         return trap if self.native else self._checked_privilege(trap)
 
-    def _run_counted(self, eip: int, budget: int | None, timeout_us: c_uint64) -> Trap | None:
+    def _run_counted(self, eip: int, budget: int | None, timeout_us: int) -> Trap | None:
         """Run with the patched library: the CPU stops itself at the limit."""
         count = self._count
         before = count.value
@@ -654,7 +765,7 @@ class UnicornCpu:
             self._kernel_insns -= 1  # stopped before the iret
         return trap
 
-    def _run_wheel(self, eip: int, budget: int | None, timeout_us: c_uint64) -> Trap | None:
+    def _run_wheel(self, eip: int, budget: int | None, timeout_us: int) -> Trap | None:
         """Run with the wheel's library: Unicorn's own count stops it, and
         the kernel's iret is one of the counted instructions."""
         self._wheel_budget = budget
@@ -668,13 +779,12 @@ class UnicornCpu:
         self._count_hooked = bool(budget)
         return self._run_resuming(eip, timeout_us, budget or 0)
 
-    def _run_resuming(self, eip: int, timeout_us: c_uint64, count: int) -> Trap | None:
+    def _run_resuming(self, eip: int, timeout_us: int, count: int) -> Trap | None:
         """emu_start, and again at edx after a sysenter that the CPU could
         not continue in place; a stop request wins over that."""
         while True:
             self._resume_at = None
-            self._err = self._lib.uc_emu_start(self._uc, c_uint64(eip), _NO_UNTIL, timeout_us,
-                                               c_size_t(count))
+            self._err = self._lib.uc_emu_start(self._uc, eip, _NO_UNTIL, timeout_us, count)
             if self._resume_at is None or self._pending is not None or self._err:
                 return None
             eip = self._resume_at  # sysexit to an edx other than the next insn
@@ -688,7 +798,7 @@ class UnicornCpu:
                 if count <= 0:
                     return Trap(TrapKind.BUDGET, eip)
 
-    def _why_stopped(self, budget: int | None) -> Trap:
+    def _why_stopped(self, budget: int | None, timed: bool) -> Trap:
         err = self._err
         if self._hook_error is not None:
             failure, self._hook_error = self._hook_error, None
@@ -698,6 +808,9 @@ class UnicornCpu:
             self._lib.uc_context_restore(self._uc, self._io_ctx)
         if self._pending is not None:
             return self._pending
+        if self.native and not err and budget is not None and not self._stop_requested \
+                and self._count.value >= self._limit.value:
+            return Trap(TrapKind.BUDGET, _U64.unpack_from(self._env, _ENV_EIP)[0])  # preemption
         eip = self.read_reg("eip")
         if err == uc.UC_ERR_INSN_INVALID:
             # Unicorn ends the run instead of raising #UD (vector 6) via the hook.
@@ -707,7 +820,8 @@ class UnicornCpu:
             raise CpuError(f"emulation failed at eip={eip:#x}: "
                            f"{self._lib.uc_strerror(err).decode()}")
         timed_out = c_size_t()
-        self._lib.uc_query(self._uc, uc.UC_QUERY_TIMEOUT, byref(timed_out))
+        if timed:
+            self._lib.uc_query(self._uc, uc.UC_QUERY_TIMEOUT, byref(timed_out))
         if timed_out.value:
             self._uncount_from(eip)
             return Trap(TrapKind.TIMEOUT, eip)
