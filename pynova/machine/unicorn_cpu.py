@@ -273,27 +273,26 @@ class UnicornCpu:
         env = self._lib.uc_pynova_cpu_state(self._uc)
         size = self._lib.uc_context_size(self._uc)
 
-        def changed(name: str, first: int, second: int) -> list[int]:
-            self._api_write_reg(name, first)
-            before = ctypes.string_at(env, size)
-            self._api_write_reg(name, second)
-            after = ctypes.string_at(env, size)
-            return [i for i in range(size) if before[i] != after[i]]
+        def changed(write: Callable[[int], None], first: int, second: int) -> tuple[int, int]:
+            """(first, last) offsets of the bytes that change."""
+            write(first)
+            before = int.from_bytes(ctypes.string_at(env, size), "little")
+            write(second)
+            diff = before ^ int.from_bytes(ctypes.string_at(env, size), "little")
+            return ((diff & -diff).bit_length() - 1) // 8, (diff.bit_length() - 1) // 8
 
-        top = changed("fpsw", 0, 5 << 11)        # fpstt: the stack top
-        control = changed("fpcw", 0x37F, 0xA7E)  # fpuc, and the rounding mode it sets
+        def xmm0(low: int) -> None:
+            value = (ctypes.c_uint64 * 2)(low, 0)
+            self._lib.uc_reg_write(self._uc, uc.REG["xmm0"], byref(value))
+
+        top = changed(lambda v: self._api_write_reg("fpsw", v), 0, 5 << 11)  # fpstt
+        control = changed(lambda v: self._api_write_reg("fpcw", v), 0x37F, 0xA7E)  # fpuc
+        vector = changed(xmm0, 1, 3)
         self._api_write_reg("fpsw", 0)
-        xmm = (ctypes.c_uint64 * 2)(1, 2)
-        self._lib.uc_reg_write(self._uc, uc.REG["xmm0"], byref(xmm))
-        before = ctypes.string_at(env, size)
-        xmm[0] = 3
-        self._lib.uc_reg_write(self._uc, uc.REG["xmm0"], byref(xmm))
-        after = ctypes.string_at(env, size)
-        xmm0 = [i for i in range(size) if before[i] != after[i]]
-        if len(top) != 1 or not control or control[0] != top[0] + 6 or len(xmm0) != 1 \
-                or xmm0[0] < control[0]:
+        if top[0] != top[1] or control[0] != top[0] + 6 or vector[0] != vector[1] \
+                or vector[0] < control[0]:
             return None
-        start, end = top[0], xmm0[0] + 8 * 64  # XMM0-7 (ZMMReg: 64 bytes)
+        start, end = top[0], vector[0] + 8 * 64  # through XMM7 (ZMMReg: 64 bytes)
         self._lib.uc_context_save(self._uc, self._scratch_ctx)
         saved = ctypes.string_at(self._scratch_ctx.value or 0, size)
         header = saved.find(ctypes.string_at(env + start, end - start))
