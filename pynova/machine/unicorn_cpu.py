@@ -10,9 +10,10 @@ What Unicorn does not model, and how this backend makes up for it:
 * ``sysenter`` with a hook installed is not executed by Unicorn: the hook runs
   in the middle of the instruction and the CPU goes on after it. The backend
   calls the kernel's system-call handler there and then does what the
-  kernel's ``sysexit`` would: ``esp = ecx``, continue at ``edx`` (with the
-  patched library by moving eip in place, so a bad edx faults on the fetch
-  as on the hardware; with the wheel's by stopping and starting again there).
+  kernel's ``sysexit`` would: ``esp = ecx``, continue at ``edx``, by moving
+  eip before Unicorn steps over the sysenter (in place with the patched
+  library, through the register API with the wheel's), so that a bad edx
+  faults on the fetch there, as on the hardware.
 * The wheel's Unicorn executes ``in``/``out`` in ring 3 without the I/O
   privilege check. The backend's port hooks do it: with CPL > IOPL and a TSS
   without an I/O permission bitmap (the only kind pynova's kernel builds),
@@ -63,8 +64,8 @@ _HAS_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
 _TRAP_CLASS = frozenset({3, 4})
 _DR0_MARKER = 0x5EED_C0DE
 _EFLAGS_VM = 1 << 17
-_MSR_EFER, _EFER_SCE = 0xC0000080, 1
 _EFLAGS_IOPL = 3 << 12
+_MSR_EFER, _EFER_SCE = 0xC0000080, 1
 # x87/SSE state as an opaque blob: each register in a 16-byte slot.
 _FPU_NAMES = (("fpcw", "fpsw", "fptag", "mxcsr") + tuple(f"fp{i}" for i in range(8))
               + tuple(f"xmm{i}" for i in range(8)))
