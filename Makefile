@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PYNOVA := $(VENV)/bin/pynova
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test examples bench lint clean
+.PHONY: run test examples bench lint clean readme
 
 # "compat" editable mode puts the tree on sys.path with a .pth file: no
 # import hook to pay for on every run. Should setuptools drop it, fall back
@@ -27,7 +27,12 @@ examples: $(STAMP)
 # hello returns from main into the seed's ud2: pynova reports the Invalid
 # Opcode exception and exits with 132 (128 + SIGILL), as docs/ABI.md says.
 run: examples
-	$(PYNOVA) run hello || [ $$? -eq 132 ]
+	$(PYNOVA) run example:hello || [ $$? -eq 132 ]
+
+# The README's samples are real output: run their commands again and
+# rewrite them (tests/test_readme.py fails when one is stale).
+readme: examples
+	$(PY) tests/readme_samples.py
 
 test: examples lint
 	@command -v gdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq gdb) \

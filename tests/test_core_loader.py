@@ -315,3 +315,15 @@ def test_a_module_larger_than_ram_is_a_boot_error(tmp_path):
 def test_a_directory_is_not_a_program(tmp_path):
     proc = pynova_cli("run", str(tmp_path))
     assert proc.returncode == 127 and proc.stderr.strip().endswith("is a directory")
+
+
+def test_a_stack_page_above_the_segments_puts_the_heap_above_it(tmp_path):
+    # The heap must not grow into the stack page: its break starts above it.
+    script = (examples_dir().parent / "linker.ld").read_text()
+    program = stack_program(tmp_path, script.replace("stack_top = .;", "stack_top = 0x20000;"))
+    with Machine(16 << 20, Console()) as machine:
+        kernel = boot(machine, [(program.read_bytes(), "high")])
+        assert kernel.pd.ptab.walk(0x1F000).pte & (PRESENT | RW) == PRESENT | RW
+        assert kernel.pd.initial_break == kernel.pd.brk == 0x20000
+        outcome = kernel.run()
+    assert outcome.status == 0 and "sum 210" in machine.console.output
