@@ -63,8 +63,10 @@ def api_run(name: str) -> float:
     import pynova
 
     start = time.perf_counter()
-    pynova.run(name)
-    return time.perf_counter() - start
+    result = pynova.run(f"example:{name}")
+    elapsed = time.perf_counter() - start
+    assert result.reason != "not_found", result.message
+    return elapsed
 
 
 def report(name: str, value: float, unit_note: str = "") -> None:
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         pynova = [str(script), "run"]
     print("pynova benchmarks (ratio = pynova / reference kernel under qemu; lower is faster)")
     interpreter = median_wall([sys.executable, "-c", "pass"], args.runs)[1]
-    to_last_line, to_exit = median_wall([*pynova, "hello"], args.runs)
+    to_last_line, to_exit = median_wall([*pynova, "example:hello"], args.runs)
     report("hello to the last line (s)", to_last_line)
     report("hello end to end (s)", to_exit, f"   (a bare Python start alone: {interpreter:.3f} s)")
     api_run("hello")
