@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     image, name = read_program(args.program)
     modules = [(image, name)] + [read_program(extra) for extra in args.module]
     sys.stdout.flush()
-    stdout = GuardedStdout(sys.stdout.buffer)
+    stdout = GuardedStdout(sys.stdout)
     console = ProgramConsole(program_stream=stdout) if args.quiet else ProgramConsole(stdout)
     hooks = trace_hooks(args.trace) if args.trace else {}
     if args.gdb is not None:

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import BinaryIO
+from typing import TextIO
 
 from pynova.machine import Console
 
 
 class GuardedStdout:
-    """A binary stream for a run's output. Text is written as the bytes it
+    """A run's output stream (stdout). Text is written as the bytes it
     stands for (the console holds the program's bytes as latin-1), so the
     program's output reaches stdout byte for byte. The first write that
     fails (a reader that closed the pipe, a full disk) is remembered and
     everything after it is dropped: the run goes on and ends with the
     program's own status."""
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO) -> None:
+        self._text = stream
+        self._stream = getattr(stream, "buffer", None)  # None: a text-only stream
         self.error: OSError | None = None
 
     def write(self, text: str) -> None:
@@ -38,8 +39,12 @@ class GuardedStdout:
         if self.error is not None:
             return
         try:
-            self._stream.write(data)
-            self._stream.flush()
+            if self._stream is None:
+                self._text.write(data.decode("latin-1"))
+                self._text.flush()
+            else:
+                self._stream.write(data)
+                self._stream.flush()
         except OSError as err:
             self._fail(err)
 
@@ -50,7 +55,7 @@ class GuardedStdout:
         self.error = err
         try:  # what is still buffered goes nowhere, also at interpreter exit
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
+            os.dup2(devnull, self._text.fileno())
             os.close(devnull)
         except (OSError, ValueError, AttributeError):
             pass

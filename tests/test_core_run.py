@@ -325,3 +325,16 @@ def test_many_machines_in_one_process_are_independent():
     finally:
         for m in machines:
             m.close()
+
+
+def test_cli_run_in_process_with_a_text_only_stdout(monkeypatch):
+    # An embedding that swaps sys.stdout for a text stream (no .buffer)
+    # still gets the program's output.
+    import io
+
+    from pynova.cli import main
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["run", "--quiet", "example:hello"]) == 132
+    assert out.getvalue() == "Hello world!\n"
