@@ -13,6 +13,7 @@ Result with the CLI's status 127, reason ``"not_found"`` and the reason in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -60,7 +61,7 @@ def _load(program: Program) -> tuple[bytes, str]:
         return _example(program[len(EXAMPLE_PREFIX):])
     path = Path(program)
     try:
-        return path.read_bytes(), path.name
+        return path.read_bytes(), os.fsencode(path.name).decode("latin-1")
     except OSError as err:
         hint = ""
         if isinstance(program, str) and "/" not in program and not path.exists():

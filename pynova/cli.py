@@ -93,9 +93,12 @@ def example_program(name: str, spec: str) -> Path:
 
 
 def read_program(spec: str) -> tuple[bytes, str]:
+    """The file's bytes and its name for the Multiboot command line: the
+    name's bytes as the file system has them, one character each (a boot
+    loader passes bytes; the console prints them back unchanged)."""
     path, name = resolve_program(spec)
     try:
-        return path.read_bytes(), name
+        return path.read_bytes(), os.fsencode(name).decode("latin-1")
     except OSError as err:
         raise CliError(f"pynova: {spec}: {err.strerror}", STATUS_NOT_FOUND) from None
 

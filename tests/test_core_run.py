@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -338,3 +339,15 @@ def test_cli_run_in_process_with_a_text_only_stdout(monkeypatch):
     monkeypatch.setattr(sys, "stdout", out)
     assert main(["run", "--quiet", "example:hello"]) == 132
     assert out.getvalue() == "Hello world!\n"
+
+
+def test_a_file_name_outside_latin_1_is_printed_as_its_bytes(tmp_path):
+    program = tmp_path / "héllo-日本"
+    program.write_bytes(example_path("exit42").read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "pynova", "run", str(program)],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 42 and proc.stderr == b""
+    assert proc.stdout.splitlines()[2].endswith(b" : " + os.fsencode(program))
+    import pynova
+
+    assert pynova.run(program).status == 42
