@@ -401,8 +401,11 @@ def test_lab_cli_usage(tmp_path):
     assert status == 0 and "lab " in out
     status, _, err = pynova("lab", "start", "nope", str(tmp_path / "w"))
     assert status == 2 and err.startswith("pynova lab start: no lab named 'nope' (labs: ")
-    status, _, err = pynova("lab", "check", "--timeout", "0", str(tmp_path))
-    assert status == 2 and "must be positive" in err
+    for bad in ("0", "inf", "nan", "soon"):
+        status, _, err = pynova("lab", "check", "--timeout", bad, str(tmp_path))
+        assert status == 2 and "--timeout: " in err, bad
+    status, _, err = pynova("lab", "grade", "toy", str(tmp_path), "--mem-limit", "lots")
+    assert status == 2 and "--mem-limit: not a memory size: 'lots'" in err
     status, _, err = pynova("lab")
     assert status == 2
 

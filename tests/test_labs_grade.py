@@ -11,12 +11,12 @@ import tarfile
 import time
 import xml.etree.ElementTree as ET
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from pynova.labs import archive
-from pynova.labs.grade import GradeOptions, _Job, _run_all, parse_report
+from pynova.labs.grade import GradeOptions, _Job, _result, _run_all, parse_report
 
 from labkit import STUDENT_FILE, pynova, solution, toy_lab, variant, wait_gone
 
@@ -119,10 +119,14 @@ def test_hostile_and_broken_archives_are_refused_before_anything_is_written(
     assert not (tmp_path / "evil").exists()
 
 
-def test_the_bytes_written_are_counted_not_the_sizes_claimed(tmp_path):
+def test_the_sizes_claimed_are_bounded_and_so_are_the_bytes_written(tmp_path):
     z = make_zip(tmp_path / "a.zip", {"a": bytes(3000), "b": bytes(3000)})
-    with pytest.raises(archive.ArchiveError, match="too large"):
+    with pytest.raises(archive.ArchiveError, match="too large \\(6000 bytes unpacked > 5000"):
         archive.extract(z, tmp_path / "out", archive.Bounds(max_bytes=5000))
+    # a member whose header lies about its size is stopped while it is written
+    liar = archive._Member(PurePosixPath("liar"), False, 10, lambda: io.BytesIO(bytes(9000)))
+    with pytest.raises(archive.ArchiveError, match="too large: unpacking 'liar' passes 5000"):
+        archive._write([liar], tmp_path / "out2", archive.Bounds(max_bytes=5000))
 
 
 # ------------------------------------------------------------ the batch
@@ -237,6 +241,20 @@ def test_a_check_process_that_hangs_is_killed_with_its_group(tmp_path):
 def test_a_check_process_that_floods_stdout_is_stopped(tmp_path):
     job = run_fake(tmp_path, "import sys\nwhile True: sys.stdout.write('x' * 65536)")
     assert job.problem == "printed more than 8 MiB instead of a report"
+
+
+@pytest.mark.parametrize("script, error", [
+    ("print('garbage')", "the check process printed no valid report (not JSON)"),
+    ("import os, signal; print('{'); os.kill(os.getpid(), signal.SIGSEGV)",
+     "the check process ended (killed by SIGSEGV)"),
+    ("import sys; sys.stderr.write('traceback...\\nBoom: it broke\\n'); sys.exit(70)",
+     "the check process ended (exit status 70): Boom: it broke"),
+])
+def test_a_check_process_that_crashes_or_prints_garbage_gives_zero(tmp_path, script, error):
+    graded = _result(toy_lab(), run_fake(tmp_path, script), LAB_NAMES)
+    assert graded.error == error
+    assert graded.report.score == 0 and graded.report.max_score == 5
+    assert all(c.message == f"not graded: {error}" for c in graded.report.checks)
 
 
 def test_what_a_check_process_printed_must_be_the_report_asked_for():

@@ -61,7 +61,13 @@ def run_isolated(fn: Callable[[Progress], Any], *, timeout: float,
     start = time.monotonic()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as err:
+        for fd in (result_r, result_w, out_r, out_w):
+            os.close(fd)
+        return Isolated(None, "died", f"could not be started: {err.strerror or err}", "",
+                        "", 0.0)
     if pid == 0:  # pragma: no cover - the child never returns
         _child(fn, result_r, result_w, out_r, out_w, timeout, mem_limit)
     os.close(result_w)

@@ -175,7 +175,7 @@ def default_run_program(lab: Lab, student: Student, image: bytes, name: str,
 
 @dataclass(frozen=True)
 class Lab:
-    """A lab: data plus three hooks.
+    """A lab: data plus four hooks (each with a default).
 
     * ``loader(lab, workspace) -> Student``: load the student's code
       (default: import the ``.py`` files of ``files``); raise
@@ -215,8 +215,3 @@ class Lab:
                     limits: Limits | None = None) -> RunResult:
         return self.runner(self, student, image, name, limits or self.limits)
 
-    def check_named(self, name: str) -> Check:
-        for check in self.checks:
-            if check.name == name:
-                return check
-        raise KeyError(name)

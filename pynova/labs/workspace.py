@@ -9,7 +9,6 @@ a lab defined outside pynova the file it came from).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from pynova import __version__
@@ -137,9 +136,3 @@ def find_lab(spec: str) -> Lab:
     except registry.UnknownLab as err:
         raise WorkspaceError(str(err)) from None
 
-
-def relative(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
