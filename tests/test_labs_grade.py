@@ -16,7 +16,15 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from pynova.labs import archive
-from pynova.labs.grade import GradeOptions, _Job, _result, _run_all, parse_report
+from pynova.labs.grade import (
+    Graded,
+    GradeOptions,
+    Progress,
+    _Job,
+    _result,
+    _run_all,
+    parse_report,
+)
 
 from labkit import STUDENT_FILE, pynova, solution, toy_lab, variant, wait_gone
 
@@ -282,3 +290,24 @@ def test_grade_usage_errors(tmp_path):
     status, _, err = pynova("lab", "grade", "nolab", str(tmp_path))
     assert status == 2 and err.startswith("pynova lab grade: no lab named 'nolab'")
     assert GradeOptions("toy").jobs == 0
+
+
+def test_the_progress_line_is_rewritten_on_a_terminal_and_plain_otherwise():
+    report = parse_report(json.dumps({"lab": "toy", "checks": [
+        {"name": n, "passed": True, "score": m, "max_score": m, "message": ""}
+        for n, m in LAB_NAMES]}), "toy", LAB_NAMES)
+    graded = Graded("alice", Path("alice"), report, None, 0.5)
+    failed = Graded("bob", Path("bob.zip"), report, "archive refused: links", 0.0)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+    for stream, expected in (
+            (io.StringIO(), "graded 1/2 (alice: 5/5)\n"
+                            "graded 2/2 (bob: 5/5, archive refused: links)\n"),
+            (Terminal(), "\r\x1b[Kgraded 1/2 (alice: 5/5)"
+                         "\r\x1b[Kgraded 2/2 (bob: 5/5, archive refused: links)\n")):
+        progress = Progress(stream)
+        progress(1, 2, graded)
+        progress(2, 2, failed)
+        assert stream.getvalue() == expected
