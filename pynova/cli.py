@@ -326,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     examples = command(sub, "examples", "list the bundled example programs")
     examples.set_defaults(func=cmd_examples)
+    # Listed for --help only: main() hands `pynova lab ...` to pynova/labs/cli.py.
+    command(sub, "lab", "labs: list, start, check, grade (pynova lab --help)")
     return parser
 
 
@@ -346,6 +348,10 @@ def joined_values(argv: Sequence[str], options: Sequence[str] = ("--cflags",)) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["lab"]:
+        from pynova.labs.cli import main as lab_main
+        return lab_main(argv[1:], Formatter)
     parser = build_parser()
     args = parser.parse_args(joined_values(sys.argv[1:] if argv is None else argv))
     try:
