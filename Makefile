@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 # use and says so in one line; `make libunicorn` tries again.
 UNICORN := $(VENV)/lib/pynova-unicorn/.stamp
 
-.PHONY: run test examples bench lint clean libunicorn
+.PHONY: run test examples bench lint clean readme libunicorn
 
 # "compat" editable mode puts the tree on sys.path with a .pth file: no
 # import hook to pay for on every run. Should setuptools drop it, fall back
@@ -39,7 +39,12 @@ examples: $(STAMP) $(UNICORN)
 # hello returns from main into the seed's ud2: pynova reports the Invalid
 # Opcode exception and exits with 132 (128 + SIGILL), as docs/ABI.md says.
 run: examples
-	$(PYNOVA) run hello || [ $$? -eq 132 ]
+	$(PYNOVA) run example:hello || [ $$? -eq 132 ]
+
+# The README's samples are real output: run their commands again and
+# rewrite them (tests/test_readme.py fails when one is stale).
+readme: examples
+	$(PY) tests/readme_samples.py
 
 test: examples lint
 	@command -v gdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq gdb) \

@@ -78,8 +78,8 @@ def api_seconds(image: bytes, max_insns: int) -> float:
 
 def hello_seconds() -> float:
     script = Path(sys.executable).with_name("pynova")
-    cmd = [str(script), "run", "hello"] if script.exists() else \
-        [sys.executable, "-m", "pynova", "run", "hello"]
+    cmd = [str(script), "run", "example:hello"] if script.exists() else \
+        [sys.executable, "-m", "pynova", "run", "example:hello"]
     start = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start

@@ -2,15 +2,24 @@
 
 Every call boots a fresh Machine and closes it afterwards (Unicorn and the
 RAM mapping are freed), so many runs in one process do not grow memory.
+
+``program`` is a path, the bytes of an ELF file, or ``"example:NAME"`` for
+a bundled example: a plain name is always a path, so a student's missing
+``hello`` is never graded as pynova's own. A program that cannot be read
+(missing, a directory, unreadable, an example that cannot be built) gives a
+Result with the CLI's status 127, reason ``"not_found"`` and the reason in
+``message``; nothing is raised for it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
 from pynova.kernel.exceptions import Fault
+from pynova.program_output import ProgramConsole
 from pynova.runner import run_image
 from pynova.tools.maps import Range, ranges
 
@@ -23,44 +32,76 @@ class Result:
 
     output: str                 # everything the kernel and program wrote on the console
     status: int                 # the exit status `pynova run` would return (docs/ABI.md)
-    reason: str                 # exit | done | fault | limit | elf | boot
+    reason: str                 # exit | done | fault | limit | elf | boot | not_found
     message: str = ""
     fault: Fault | None = None  # vector, eip, cr2, error_code, ec
     instructions: int | None = None
     maps: list[Range] = field(default_factory=list)  # the final page map (user half)
+    #: only what the program printed (the print call), in order, byte for
+    #: byte: no banner, load lines, reports or explanations
+    program_output: bytes = b""
 
     @property
     def ok(self) -> bool:
         return self.reason in ("exit", "done") and self.status == 0
 
 
+STATUS_NOT_FOUND = 127
+EXAMPLE_PREFIX = "example:"
+
+
+class ProgramNotFound(Exception):
+    """The program could not be read or built (status 127)."""
+
+
 def _load(program: Program) -> tuple[bytes, str]:
     if isinstance(program, bytes):
         return program, "program"
+    if isinstance(program, str) and program.startswith(EXAMPLE_PREFIX):
+        return _example(program[len(EXAMPLE_PREFIX):])
     path = Path(program)
-    if not path.exists() and isinstance(program, str) and "/" not in program:
-        from pynova import toolchain
-        path = toolchain.example_path(program)
-    return path.read_bytes(), path.name
+    try:
+        return path.read_bytes(), os.fsencode(path.name).decode("latin-1")
+    except OSError as err:
+        hint = ""
+        if isinstance(program, str) and "/" not in program and not path.exists():
+            hint = f" (a bundled example is {EXAMPLE_PREFIX}{program})"
+        raise ProgramNotFound(f"{program}: {err.strerror or err}{hint}") from None
+
+
+def _example(name: str) -> tuple[bytes, str]:
+    from pynova import toolchain
+    try:
+        return toolchain.example_path(name).read_bytes(), name
+    except toolchain.UnknownExample as err:
+        raise ProgramNotFound(f"{EXAMPLE_PREFIX}{name}: {err}") from None
+    except (toolchain.ToolchainError, OSError) as err:
+        raise ProgramNotFound(f"{EXAMPLE_PREFIX}{name}: cannot build it: {err}") from None
 
 
 def run(program: Program, *, max_insns: int | None = None, timeout: float | None = None,
         mem: int = 128 << 20, quantum: int | None = 10000, explain: bool = True,
         count_instructions: bool = False) -> Result:
-    """Run an i386 ELF program (a path, the bytes of the file, or the name
-    of a bundled example) on a fresh machine and return what happened.
+    """Run an i386 ELF program (a path, the bytes of the file, or
+    ``"example:NAME"``) on a fresh machine and return what happened. A
+    program that cannot be read gives status 127 (see the module's doc).
 
     ``instructions`` is always counted with pynova's patched libunicorn (at
     no cost); with the wheel's only for ``max_insns`` or when asked with
     ``count_instructions`` (a Python hook per block: many times slower)."""
-    image, name = _load(program)
+    try:
+        image, name = _load(program)
+    except ProgramNotFound as err:
+        return Result("", STATUS_NOT_FOUND, "not_found", str(err))
+    console = ProgramConsole()
     final: list[list[Range]] = []
 
     def on_exit(kernel) -> None:  # type: ignore[no-untyped-def]
         final.append(ranges(kernel.pd.ptab) if kernel.pd is not None else [])
 
-    r = run_image(image, name, mem_size=mem, max_insns=max_insns, timeout=timeout,
-                  quantum=quantum, count_instructions=count_instructions, explain=explain,
+    r = run_image(image, name, mem_size=mem, console=console, max_insns=max_insns,
+                  timeout=timeout, quantum=quantum, count_instructions=count_instructions,
+                  explain=explain,
                   on_exit=on_exit)
     return Result(r.output, r.status, r.reason, r.message, r.fault, r.instructions,
-                  final[0] if final else [])
+                  final[0] if final else [], bytes(console.program))

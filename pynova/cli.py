@@ -13,6 +13,8 @@ from pynova import __version__
 STATUS_USAGE = 2
 STATUS_NOT_FOUND = 127
 STATUS_INTERNAL = 70  # EX_SOFTWARE: the emulator failed, not the program
+STATUS_OUTPUT = 74    # EX_IOERR: an output file (or stdout) could not be written
+EXAMPLE_PREFIX = "example:"
 
 
 class CliError(Exception):
@@ -56,42 +58,72 @@ def port_number(text: str) -> int:
     return value
 
 
-def resolve_program(spec: str) -> Path:
-    """A path to an ELF file, or the name of a bundled example (built on demand)."""
+def resolve_program(spec: str) -> tuple[Path, str]:
+    """(file, name to show) for PROGRAM: a path to an ELF file, or a bundled
+    example asked for as ``example:NAME``. A bare NAME with no such file
+    runs the example too, with a note on stderr: a student's program that
+    failed to build must not pass for pynova's own silently."""
+    if spec.startswith(EXAMPLE_PREFIX):
+        return example_program(spec[len(EXAMPLE_PREFIX):], spec), spec[len(EXAMPLE_PREFIX):]
     path = Path(spec)
     if path.exists():
         if path.is_dir():
             raise CliError(f"pynova: {spec}: is a directory", STATUS_NOT_FOUND)
-        return path
-    if "/" in spec or spec.endswith((".elf", ".c")):
+        return path, spec
+    if "/" in spec or "." in spec:
         raise CliError(f"pynova: {spec}: no such file", STATUS_NOT_FOUND)
+    found = example_program(spec, spec)
+    print(f"pynova: note: there is no file {spec!r}; running the bundled example "
+          f"{EXAMPLE_PREFIX}{spec}", file=sys.stderr, flush=True)
+    return found, spec
+
+
+def example_program(name: str, spec: str) -> Path:
     from pynova import toolchain
     try:
-        return toolchain.example_path(spec)
+        return toolchain.example_path(name)
     except toolchain.UnknownExample:
         names = ", ".join(name for name, _ in toolchain.list_examples())
-        raise CliError(f"pynova: {spec}: no such file or bundled example (examples: {names})",
+        what = "no such bundled example" if spec.startswith(EXAMPLE_PREFIX) else \
+            "no such file or bundled example"
+        raise CliError(f"pynova: {spec}: {what} (examples: {names})",
                        STATUS_NOT_FOUND) from None
     except toolchain.ToolchainError as err:
         raise CliError(f"pynova: cannot build {spec}: {err}", STATUS_NOT_FOUND) from None
 
 
 def read_program(spec: str) -> tuple[bytes, str]:
-    path = resolve_program(spec)
+    """The file's bytes and its name for the Multiboot command line: the
+    name's bytes as the file system has them, one character each (a boot
+    loader passes bytes; the console prints them back unchanged)."""
+    path, name = resolve_program(spec)
     try:
-        return path.read_bytes(), spec
+        return path.read_bytes(), os.fsencode(name).decode("latin-1")
     except OSError as err:
         raise CliError(f"pynova: {spec}: {err.strerror}", STATUS_NOT_FOUND) from None
 
 
+def writable_file(option: str, name: str) -> Path:
+    """An output file the user named: not a directory, in one that exists."""
+    path = Path(name)
+    if path.is_dir():
+        raise CliError(f"pynova: {option} {name}: is a directory", STATUS_OUTPUT)
+    if not path.parent.is_dir():
+        raise CliError(f"pynova: {option} {name}: no such directory: {path.parent}",
+                       STATUS_OUTPUT)
+    return path
+
+
 # ------------------------------------------------------------------ commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from pynova.machine import Console
+    from pynova.program_output import GuardedStdout, ProgramConsole
     from pynova.runner import run_image
 
     image, name = read_program(args.program)
     modules = [(image, name)] + [read_program(extra) for extra in args.module]
-    console = Console(sys.stdout)
+    sys.stdout.flush()
+    stdout = GuardedStdout(sys.stdout)
+    console = ProgramConsole(program_stream=stdout) if args.quiet else ProgramConsole(stdout)
     hooks = trace_hooks(args.trace) if args.trace else {}
     if args.gdb is not None:
         hooks["setup"] = chain(hooks.get("setup"), gdb_setup(args.gdb, args.gdb_wait))
@@ -101,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        max_insns=args.max_insns, timeout=args.timeout,
                        quantum=args.quantum, modules=modules,
                        explain=not args.no_explain, **hooks)
+    if stdout.problem:
+        print(f"pynova: {stdout.problem}", file=sys.stderr)
     return result.status
 
 
@@ -160,6 +194,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
     from pynova.tools.maps import format_space, inspect
 
     image, name = read_program(args.program)
+    svg = writable_file("--svg", args.svg) if args.svg else None
     try:
         modules = [(image, name)] + [read_program(extra) for extra in args.module]
         space, outcome, _output = inspect(modules, at=args.at, mem_size=args.mem,
@@ -171,9 +206,13 @@ def cmd_maps(args: argparse.Namespace) -> int:
         f"after the task ended ({outcome.reason}: {outcome.message})"
     print(f"address space of {name} {where}")
     print("\n".join(format_space(space)))
-    if args.svg:
+    if svg is not None:
         from pynova.tools.svg import render
-        Path(args.svg).write_text(render(space, title=f"{name}: {where}"))
+        try:
+            svg.write_text(render(space, title=f"{name}: {where}"))
+        except OSError as err:
+            raise CliError(f"pynova maps: cannot write {args.svg}: {err.strerror or err}",
+                           STATUS_OUTPUT) from None
         print(f"picture: {args.svg}")
     if args.at == "fault" and (outcome is None or outcome.reason != "fault"):
         print("pynova maps: the task ended without a fault", file=sys.stderr)
@@ -182,11 +221,16 @@ def cmd_maps(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    import shlex
+
     from pynova import toolchain
     output = Path(args.output) if args.output else Path(Path(args.sources[0]).stem)
+    cflags = [flag for text in args.cflags or () for flag in shlex.split(text)]
+    if args.debug:
+        cflags = [*toolchain.DEBUG_CFLAGS, *cflags]
     try:
-        toolchain.build_program([Path(s) for s in args.sources], output,
-                                extra_cflags=args.cflags or ())
+        toolchain.build_program([Path(s) for s in args.sources], output, extra_cflags=cflags,
+                                warn=lambda text: print(text, file=sys.stderr, flush=True))
     except toolchain.ToolchainError as err:
         raise CliError(f"pynova build: {err}", STATUS_NOT_FOUND) from None
     print(output)
@@ -235,7 +279,7 @@ def command(sub: argparse._SubParsersAction, name: str, text: str) -> argparse.A
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("program", help="an i386 ELF file, or the name of a bundled example")
+    p.add_argument("program", help="an i386 ELF file, or example:NAME for a bundled example")
     p.add_argument("--mem", type=parse_size, default=128 << 20, metavar="SIZE",
                    help="guest RAM, e.g. 128M (default), 4M, 1G")
     p.add_argument("--max-insns", type=positive_int, metavar="N",
@@ -265,20 +309,29 @@ def build_parser() -> argparse.ArgumentParser:
     build = command(sub, "build", "build a user program from C/assembly sources")
     build.add_argument("sources", nargs="+", help=".c and .S files")
     build.add_argument("-o", "--output", help="output file (default: first source's stem)")
-    build.add_argument("--cflags", action="append", help="extra compiler flag (repeatable)")
+    build.add_argument("--cflags", action="append", metavar="FLAGS",
+                       help="extra flags for the C files, e.g. --cflags -O0 or "
+                       "--cflags '-O0 -g3' (repeatable)")
+    build.add_argument("--debug", action="store_true",
+                       help="build for gdb: -O0 -g, so that nothing is inlined and "
+                       "breakpoints hit")
     build.set_defaults(func=cmd_build)
 
     run.add_argument("--trace", metavar="EVENTS",
                      help="log events to stderr: syscall,exception,map,sched (or all)")
     run.add_argument("--no-explain", action="store_true",
                      help="do not explain faults after the exception report")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="print only what the program printed, byte for byte (not the "
+                     "kernel's lines); the exit status tells how it ended")
     run.add_argument("--gdb", type=port_number, metavar="PORT",
                      help="serve the GDB remote protocol on 127.0.0.1:PORT (0: any port)")
     run.add_argument("--gdb-wait", action="store_true",
                      help="with --gdb: stop before the first user instruction (like qemu -S)")
 
     readelf = command(sub, "readelf", "ELF headers, planned pages and loader checks")
-    readelf.add_argument("program", help="an i386 ELF file, or the name of a bundled example")
+    readelf.add_argument("program",
+                         help="an i386 ELF file, or example:NAME for a bundled example")
     readelf.set_defaults(func=cmd_readelf)
 
     maps = command(sub, "maps", "the task's address space from its page tables")
@@ -291,14 +344,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     examples = command(sub, "examples", "list the bundled example programs")
     examples.set_defaults(func=cmd_examples)
+    # Listed for --help only: main() hands `pynova lab ...` to pynova/labs/cli.py.
+    command(sub, "lab", "labs: list, start, check, grade (pynova lab --help)")
     return parser
 
 
+def joined_values(argv: Sequence[str], options: Sequence[str] = ("--cflags",)) -> list[str]:
+    """``--cflags -O0`` -> ``--cflags=-O0``: argparse takes a value that
+    starts with '-' for an option of its own."""
+    out: list[str] = []
+    pending = None
+    for arg in argv:
+        if pending is not None:
+            out.append(f"{pending}={arg}")
+            pending = None
+        elif arg in options:
+            pending = arg
+        else:
+            out.append(arg)
+    return out + ([pending] if pending is not None else [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["lab"]:
+        from pynova.labs.cli import main as lab_main
+        return lab_main(argv[1:], Formatter)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(joined_values(sys.argv[1:] if argv is None else argv))
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
     except CliError as err:
         print(err, file=sys.stderr)
         return err.status
@@ -311,8 +388,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pynova: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader has gone (e.g. `| head`): no complaint
+        silence_stdout()
         return 0
+    except OSError as err:  # stdout on a full disk
+        silence_stdout()
+        print(f"pynova: cannot write the output: {err.strerror or err}", file=sys.stderr)
+        return STATUS_OUTPUT
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still buffered cannot fail
+    again when the interpreter flushes it at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def script() -> None:
@@ -324,7 +417,7 @@ def script() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BrokenPipeError:
+    except OSError:
         pass
     os._exit(status)
 

@@ -19,9 +19,10 @@ the path of every ``pynova run``), so the modules needed only for building
 from __future__ import annotations
 
 import os
+import re
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 USER_DIR = Path(__file__).resolve().parent / "user"
@@ -44,6 +45,12 @@ CFLAGS: tuple[str, ...] = (
     "-Wall",
 )
 
+#: ``pynova build --debug``: no inlining, so that gdb's breakpoints and
+#: steps land where the source says (appended after CFLAGS' -O1).
+DEBUG_CFLAGS: tuple[str, ...] = ("-O0", "-g")
+#: What build_program compiles: C, and assembly with or without cpp.
+SOURCE_TYPES = (".c", ".S", ".s")
+
 LIBC_ARCHIVE = "libpynova.a"
 #: defined in libc/syscall.c; forced into every link so the syscall stubs are
 #: always present and the data segment is never empty.
@@ -58,6 +65,17 @@ MISSING_COMPILER = (
     "and ld with elf_i386"
 )
 MISSING_LINKER = "no i386 linker: need GNU ld with elf_i386 (binutils) or ld.lld"
+HEADER_HINT = (
+    "hint: pynova programs run on pynova, not on Linux: the C library's headers "
+    "(<stdio.h>, <stdlib.h>, <string.h>, ...) are not available. #include \"pynova.h\" "
+    "instead: print, printf, snprintf, vprintf, vsnprintf, malloc, calloc, realloc, free, "
+    "strlen, strcmp, memcpy, memmove, memset, memcmp, exit, nbrk, thr_create, thr_yield, "
+    "thr_exit, thr_self, thread_create (docs/ABI.md). Of the compiler's own headers, "
+    "<stdarg.h>, <stddef.h>, <stdint.h> and <stdbool.h> work."
+)
+#: How gcc and clang say that an #include found no file.
+_MISSING_HEADER = re.compile(r"fatal error: (\S+): No such file or directory|"
+                             r"fatal error: '(\S+)' file not found")
 
 _PROBE_C = """\
 #include <stdarg.h>
@@ -102,6 +120,7 @@ class Toolchain:
         self.ar = ar
         self._verified = False
         self._identity: str | None = None
+        self._includes: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:
         return f"Toolchain({self.name})"
@@ -138,7 +157,8 @@ class Toolchain:
             out = Path(tmp) / "probe.elf"
             src.write_text(_PROBE_C)
             _run(
-                [self.cc, *self.target_flags, *CFLAGS, "-c", str(src), "-o", str(obj)],
+                [self.cc, *self.target_flags, *CFLAGS, *self.include_flags(), "-c", str(src),
+                 "-o", str(obj)],
                 f"{self.name}: cannot compile a test file",
             )
             _run(
@@ -156,23 +176,46 @@ class Toolchain:
             )
         self._verified = True
 
+    def include_flags(self) -> tuple[str, ...]:
+        """``-nostdinc`` and the compiler's own header directory (stdarg.h,
+        stddef.h, stdint.h): a program that includes the C library's headers
+        fails at its own #include line, not deep inside them. Empty when the
+        compiler does not say where its headers are."""
+        if self._includes is None:
+            self._includes = ()
+            for query, tail in (("-print-file-name=include", ""),
+                                ("-print-resource-dir", "include")):
+                found = _output([self.cc, *self.target_flags, query])
+                folder = os.path.join(found, tail) if found else ""
+                if os.path.isabs(folder) and os.path.isfile(os.path.join(folder, "stdarg.h")):
+                    self._includes = ("-nostdinc", "-isystem", folder)
+                    break
+        return self._includes
+
     def compile(
         self, source: Path, obj: Path, extra_cflags: Sequence[str] = ()
-    ) -> None:
-        _run(
-            [
-                self.cc,
-                *self.target_flags,
-                *CFLAGS,
-                f"-I{LIBC_DIR}",
-                *extra_cflags,
-                "-c",
-                str(source),
-                "-o",
-                str(obj),
-            ],
-            f"compiling {source}",
-        )
+    ) -> str:
+        """Compile one file; return the compiler's warnings (or "")."""
+        try:
+            return _run(
+                [
+                    self.cc,
+                    *self.target_flags,
+                    *CFLAGS,
+                    *self.include_flags(),
+                    f"-I{LIBC_DIR}",
+                    *extra_cflags,
+                    "-c",
+                    str(source),
+                    "-o",
+                    str(obj),
+                ],
+                f"compiling {source}",
+            )
+        except ToolchainError as err:
+            if _MISSING_HEADER.search(str(err)):
+                raise ToolchainError(f"{err}\n{HEADER_HINT}") from None
+            raise
 
     def archive(self, objects: Sequence[Path], output: Path) -> list[Path]:
         """Put ``objects`` in the archive ``output``; return what to link.
@@ -219,7 +262,9 @@ def _trim(text: str) -> str:
     return out
 
 
-def _run(cmd: Sequence[str], what: str) -> None:
+def _run(cmd: Sequence[str], what: str) -> str:
+    """Run a tool; return what it said on stderr (its warnings), or raise
+    ToolchainError with that text when it fails."""
     try:
         import subprocess
 
@@ -231,6 +276,19 @@ def _run(cmd: Sequence[str], what: str) -> None:
     if proc.returncode != 0:
         detail = _trim(proc.stderr or proc.stdout) or f"exit status {proc.returncode}"
         raise ToolchainError(f"{what} failed:\n{detail}")
+    return _trim(proc.stderr) if proc.stderr.strip() else ""
+
+
+def _output(cmd: Sequence[str]) -> str:
+    """A query's first line of output, or "" when it fails."""
+    try:
+        import subprocess
+
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError:
+        return ""
+    lines = proc.stdout.splitlines()
+    return lines[0].strip() if proc.returncode == 0 and lines else ""
 
 
 def _which(program: str) -> str | None:
@@ -300,10 +358,11 @@ def _tmp_name(output: Path) -> Path:
 def _compile_all(
     toolchain: Toolchain,
     jobs: Sequence[tuple[Path, Path, Sequence[str]]],
-) -> None:
-    """Compile (source, object, extra flags) jobs in parallel; first error wins."""
+) -> list[str]:
+    """Compile (source, object, extra flags) jobs in parallel; return the
+    warnings in job order. The first error wins."""
     if not jobs:
-        return
+        return []
     workers = min(len(jobs), os.cpu_count() or 2, 8)
     from concurrent.futures import ThreadPoolExecutor
 
@@ -311,20 +370,43 @@ def _compile_all(
         futures = [
             pool.submit(toolchain.compile, src, obj, flags) for src, obj, flags in jobs
         ]
-        for fut in futures:
-            fut.result()
+        return [text for text in (fut.result() for fut in futures) if text]
 
 
 def _link_atomic(toolchain: Toolchain, objects: Sequence[Path], output: Path,
                  script: Path = LINKER_SCRIPT) -> Path:
-    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(output)
     try:
         toolchain.link(objects, tmp, script)
         os.replace(tmp, output)
+    except OSError as exc:
+        raise ToolchainError(f"cannot write {output}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return output
+
+
+def _check_sources(sources: Sequence[Path]) -> None:
+    for src in sources:
+        if src.suffix not in SOURCE_TYPES:
+            raise ToolchainError(f"{src}: unsupported source type "
+                                 f"{src.suffix or '(no suffix)'!r}: use .c, .S or .s")
+        if src.is_dir():
+            raise ToolchainError(f"{src}: is a directory, not a source file")
+        if not src.is_file():
+            raise ToolchainError(f"source file not found: {src}")
+
+
+def _check_output(output: Path) -> None:
+    """The program file can be written: not a directory, in one that exists."""
+    if output.is_dir():
+        raise ToolchainError(f"-o {output}: is a directory; name the program file "
+                             f"(e.g. {output / 'prog'})")
+    folder = output.parent
+    if not folder.is_dir():
+        raise ToolchainError(f"-o {output}: no such directory: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ToolchainError(f"-o {output}: cannot write into {folder}")
 
 
 def _object_name(index: int, source: Path) -> str:
@@ -338,35 +420,45 @@ def build_program(
     toolchain: Toolchain | None = None,
     extra_cflags: Sequence[str] = (),
     linker_script: Path | str | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Compile start.S + libc + ``sources`` and link them into ``output``
     (with the seed's linker.ld unless ``linker_script`` names another).
 
-    The output is a static i386 ELF file with symbols and debug info, written
-    atomically. Raises ToolchainError on a missing toolchain or a compile or
-    link error (the message carries the tool's stderr).
+    ``extra_cflags`` go to the C files only (the program's and the libc's),
+    not to assembly. The compiler's warnings (``-Wall``) go to ``warn``,
+    by default to stderr; only errors fail the build. The output is a
+    static i386 ELF file with symbols and debug info, written atomically
+    into an existing directory. Raises ToolchainError on a missing
+    toolchain, an unsupported or missing source, an output path that
+    cannot be written, or a compile or link error (the message carries the
+    tool's stderr).
     """
+    srcs = [Path(s) for s in sources]
+    _check_sources(srcs)
+    output = Path(output)
+    _check_output(output)
     tc = toolchain or find_toolchain()
     tc.verify()
-    srcs = [Path(s) for s in sources]
-    for src in srcs:
-        if not src.is_file():
-            raise ToolchainError(f"source file not found: {src}")
-    output = Path(output)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="pynova-build-") as tmp:
         tmpdir = Path(tmp)
         all_sources = [START_S, *srcs, *_libc_sources()]
         jobs = [
-            (src, tmpdir / _object_name(i, src), tuple(extra_cflags))
+            (src, tmpdir / _object_name(i, src), tuple(extra_cflags) if src.suffix == ".c" else ())
             for i, src in enumerate(all_sources)
         ]
-        _compile_all(tc, jobs)
+        for text in _compile_all(tc, jobs):
+            (warn or _to_stderr)(text)
         objs = [obj for _, obj, _ in jobs]
         libc = tc.archive(objs[1 + len(srcs) :], tmpdir / LIBC_ARCHIVE)
         script = Path(linker_script) if linker_script else LINKER_SCRIPT
         return _link_atomic(tc, [*objs[: 1 + len(srcs)], *libc], output, script)
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def examples_dir() -> Path:
@@ -511,7 +603,8 @@ def _ensure_examples(names: Sequence[str], outdir: Path | None) -> dict[str, Pat
             obj = tmpdir / f"ex-{name}.o"
             user_objs[name] = obj
             jobs.append((available[name], obj, ()))
-        _compile_all(tc, jobs)
+        for text in _compile_all(tc, jobs):
+            _to_stderr(text)
         libc = tc.archive(libc_objs, tmpdir / LIBC_ARCHIVE)
         for name in stale:
             _link_atomic(tc, [start_obj, user_objs[name], *libc], result[name])

@@ -39,6 +39,24 @@ def unicorn_library(request, monkeypatch) -> str:
         monkeypatch.setenv(LIBRARY_ENV, "wheel")
     return request.param
 
+#: A linker script like the course's 2022 one: text at 0x1000, data after
+#: it, and stack_top = 0xC0000000 (the kernel maps the stack at 0xBFFFF000).
+LAYOUT_2022 = """OUTPUT_FORMAT("elf32-i386")
+ENTRY(_start)
+PHDRS { text PT_LOAD FLAGS(5); data PT_LOAD FLAGS(6); }
+SECTIONS
+{
+    . = 0x1000 + SIZEOF_HEADERS;
+    .text : { *(.text .text.*) } :text
+    . = ALIGN(0x1000);
+    .data : { *(.data .data.*) } :data
+    .rodata : { *(.rodata .rodata.*) } :data
+    .bss : { *(.bss .bss.*) *(COMMON) } :data
+    stack_top = 0xC0000000;
+    /DISCARD/ : { *(.comment) *(.note*) *(.eh_frame*) }
+}
+"""
+
 
 @pytest.fixture(scope="session")
 def example():
@@ -65,6 +83,19 @@ def symbol(path: Path, name: str) -> int:
     raise KeyError(name)
 
 
+def address_of_bytes(path: Path, data: bytes) -> int:
+    """Virtual address of the first copy of ``data`` in a loaded segment
+    (a string literal has no symbol of its own)."""
+    from pynova.kernel.elf import PT_LOAD, check_header, program_headers
+
+    image = path.read_bytes()
+    for ph in program_headers(image, check_header(image)):
+        found = image.find(data, ph.offset, ph.offset + ph.filesz)
+        if ph.type == PT_LOAD and found >= 0:
+            return ph.vaddr + found - ph.offset
+    raise KeyError(data)
+
+
 def disassembly(path: Path) -> list[tuple[int, str]]:
     """(address, instruction text) for every instruction, from objdump -d."""
     out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(path)], check=True,
@@ -77,6 +108,7 @@ def disassembly(path: Path) -> list[tuple[int, str]]:
     return rows
 
 
-def pynova_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def pynova_cli(*args: str, timeout: float = 60,
+               cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pynova", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=cwd)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from pynova.kernel.elf import EH, PH
 from pynova.kernel.kernel import KernelPanic
+from pynova.kernel.layout import align_up as layout_align_up
 from pynova.kernel.ptab import LARGE, PRESENT, RW, USER
 from pynova.machine import Console, Machine
 from pynova.runner import boot, run_image
-from pynova.toolchain import build_program, example_path
+from pynova.toolchain import build_program, example_path, examples_dir
 
-from conftest import pynova_cli, symbol
+from conftest import LAYOUT_2022, pynova_cli, symbol
 
 
 def hello_image() -> bytearray:
@@ -145,17 +144,22 @@ def hello_kernel():
 def test_page_tables_after_loading_hello(hello_kernel):
     ptab = hello_kernel.pd.ptab
     mem = hello_kernel.memory
-    text, data = ptab.walk(0x2000), ptab.walk(0x1000)
+    stack, data, text = ptab.walk(0x1000), ptab.walk(0x2000), ptab.walk(0x3000)
     assert text.pte & (PRESENT | USER | RW) == PRESENT | USER
     assert data.pte & (PRESENT | USER | RW) == PRESENT | USER | RW
+    assert stack.pte & (PRESENT | USER | RW) == PRESENT | USER | RW
     assert not ptab.walk(0x0).present
-    assert not ptab.walk(0x3000).present
+    assert not ptab.walk(0x4000).present
     # The PTEs are real words in guest RAM at the addresses the walk names.
     assert mem.r32(text.pte_addr) == text.pte
     assert mem.r32(ptab.root + 0) == text.pde
-    # The text page is the module's own frame, not a copy.
+    # Data and text are the module's own frames, not copies; the stack page
+    # is a fresh frame of its own.
     module = hello_kernel.boot_info.modules[0]
+    assert data.pte & ~0xFFF == module.start
     assert text.pte & ~0xFFF == module.start + 0x1000
+    assert not module.start <= stack.pte & ~0xFFF < layout_align_up(module.end)
+    assert mem.read(stack.pte & ~0xFFF, 0x1000) == bytes(0x1000)
     # The kernel half: large supervisor pages, no USER bit anywhere.
     for virt in (0xC0000000, 0xC0100000, 0xC0400000):
         walk = ptab.walk(virt)
@@ -180,14 +184,13 @@ def test_private_copy_hides_file_bytes_past_filesz(hello_kernel):
         assert kernel.pd.read_user(vaddr + filesz - 4, 4) == b"\0\0\0\0"
         module = kernel.boot_info.modules[0]
         assert machine.memory.read(module.start + offset + filesz - 4, 4) == bytes(tail)
-        frame = kernel.pd.ptab.walk(0x1000).pte & ~0xFFF
+        frame = kernel.pd.ptab.walk(vaddr & ~0xFFF).pte & ~0xFFF
         assert frame != module.start  # a private copy, not the module's page
 
 
 def test_shared_page_gets_the_union_of_rights(tmp_path):
     # A linker script without the page alignment makes .data and .text meet
     # inside one page, as the original course's script did.
-    from pynova.toolchain import examples_dir
     script = (examples_dir().parent / "linker.ld").read_text()
     (tmp_path / "shared.ld").write_text(script.replace(". = ALIGN(0x1000);", ""))
     src = tmp_path / "g.c"
@@ -197,21 +200,106 @@ def test_shared_page_gets_the_union_of_rights(tmp_path):
     build_program([src], out, linker_script=tmp_path / "shared.ld")
     main = symbol(out, "main")
     g = symbol(out, "g")
-    assert main >> 12 == g >> 12 == 1, "text and data should share page 0x1000"
+    assert main >> 12 == g >> 12 == 2, "text and data should share page 0x2000"
     with Machine(16 << 20, Console()) as machine:
         kernel = boot(machine, [(out.read_bytes(), "g")])
-        walk = kernel.pd.ptab.walk(0x1000)
+        walk = kernel.pd.ptab.walk(0x2000)
         assert walk.pte & (PRESENT | USER | RW) == PRESENT | USER | RW
         outcome = kernel.run()
     assert outcome.status == 42 and "g=42" in machine.console.output
 
 
-def test_seed_step_one_lines_name_each_segment():
+def test_seed_step_one_lines_name_each_segment_then_the_stack():
     out = run_image(example_path("hello").read_bytes(), "hello", console=Console()).output
-    segs = [line.split() for line in out.splitlines() if line.startswith("  segment")]
-    assert [s[2] for s in segs] == ["0x00001000", "0x00002000"]
+    lines = out.splitlines()
+    assert lines[2].startswith("load module from ")  # the seed's line comes first
+    segs = [line.split() for line in lines if line.startswith("  segment")]
+    assert [s[2] for s in segs] == ["0x00002000", "0x00003000"]
     assert [s[-1] for s in segs] == ["rw-", "r-x"]
-    struct.calcsize("<I")
+    assert lines[5] == ("  stack   virt 0x00001000 size 0x1000 rw- "
+                        "(fresh page below stack_top 0x2000)")
+
+
+# ------------------------------------------------------------ the stack page
+STACK_C = r"""#include "pynova.h"
+static int sum_down(int n)
+{
+    volatile int pad[16];
+    pad[0] = n;
+    return n ? pad[0] + sum_down(n - 1) : 0;
+}
+int main(void)
+{
+    int local;
+    char *p = malloc(100000);
+    if (!p)
+        exit(2);
+    memset(p, 7, 100000);
+    printf("stack %p heap %p sum %d\n", (void *)&local, (void *)p, sum_down(20));
+    exit(p[99999] == 7 ? 0 : 3);
+}
+"""
+
+
+def stack_program(tmp_path, script: str | None = None):
+    src = tmp_path / "stack.c"
+    src.write_text(STACK_C)
+    ld = None
+    if script is not None:
+        ld = tmp_path / "layout.ld"
+        ld.write_text(script)
+    return build_program([src], tmp_path / "stack", linker_script=ld)
+
+
+def test_a_program_linked_for_the_2022_layout_gets_its_stack_below_0xc0000000(tmp_path):
+    program = stack_program(tmp_path, LAYOUT_2022)
+    assert symbol(program, "main") >> 12 == 1 and symbol(program, "stack_top") == 0xC0000000
+    result = run_image(program.read_bytes(), "stack", console=Console())
+    lines = result.output.splitlines()
+    assert ("  stack   virt 0xbffff000 size 0x1000 rw- (fresh page below stack_top 0xc0000000)"
+            in lines)
+    said = next(line for line in lines if line.startswith("stack "))
+    local, heap = (int(word, 16) for word in said.split()[1:4:2])
+    assert 0xBFFFF000 <= local < 0xC0000000 and heap < 0x100000
+    assert said.endswith("sum 210") and (result.status, result.reason) == (0, "exit")
+    with Machine(16 << 20, Console()) as machine:
+        kernel = boot(machine, [(program.read_bytes(), "stack")])
+        walk = kernel.pd.ptab.walk(0xBFFFF000)
+        assert walk.pte & (PRESENT | USER | RW) == PRESENT | USER | RW
+        assert kernel.current.regs.esp == 0xC0000000
+        assert not kernel.pd.ptab.walk(0).present
+
+
+def test_without_a_stack_top_symbol_the_stack_is_below_0x2000(tmp_path):
+    image = bytearray(stack_program(tmp_path).read_bytes())
+    patch_eh(image, shoff=0, shnum=0, shstrndx=0)  # no section headers: no symbols
+    result = run_image(bytes(image), "stripped", console=Console())
+    assert ("  stack   virt 0x00001000 size 0x1000 rw- (fresh page below 0x2000: the file has "
+            "no stack_top symbol)") in result.output.splitlines()
+    assert result.status == 0 and "sum 210" in result.output
+
+
+def test_a_stack_top_inside_a_segment_uses_that_segments_page(tmp_path):
+    script = (examples_dir().parent / "linker.ld").read_text()
+    program = stack_program(tmp_path, script.replace("stack_top = .;", "stack_top = 0x3000;"))
+    with Machine(16 << 20, Console()) as machine:
+        kernel = boot(machine, [(program.read_bytes(), "inside")])
+        assert ("  stack   virt 0x00002000 size 0x1000 rw- (inside a loaded segment below "
+                "stack_top 0x3000)") in machine.console.output.splitlines()
+        assert not kernel.pd.ptab.walk(0x1000).present  # no page of its own
+        assert kernel.current.regs.esp == 0x3000
+
+
+@pytest.mark.parametrize("value", ["0x1000", "0xC0001000"])
+def test_a_stack_top_with_no_user_page_below_it_is_an_elf_error(tmp_path, value):
+    script = (examples_dir().parent / "linker.ld").read_text()
+    program = stack_program(tmp_path, script.replace("stack_top = .;",
+                                                     f"stack_top = {value};"))
+    result = run_image(program.read_bytes(), "bad", console=Console())
+    assert (result.status, result.reason) == (126, "elf")
+    assert result.output.splitlines()[-1] == (
+        f"ELF error: stack_top {int(value, 16):#x} leaves no user page for the stack "
+        f"(it must lie in 0x1001..0xc0000000)")
 
 
 def test_a_module_larger_than_ram_is_a_boot_error(tmp_path):
@@ -227,3 +315,15 @@ def test_a_module_larger_than_ram_is_a_boot_error(tmp_path):
 def test_a_directory_is_not_a_program(tmp_path):
     proc = pynova_cli("run", str(tmp_path))
     assert proc.returncode == 127 and proc.stderr.strip().endswith("is a directory")
+
+
+def test_a_stack_page_above_the_segments_puts_the_heap_above_it(tmp_path):
+    # The heap must not grow into the stack page: its break starts above it.
+    script = (examples_dir().parent / "linker.ld").read_text()
+    program = stack_program(tmp_path, script.replace("stack_top = .;", "stack_top = 0x20000;"))
+    with Machine(16 << 20, Console()) as machine:
+        kernel = boot(machine, [(program.read_bytes(), "high")])
+        assert kernel.pd.ptab.walk(0x1F000).pte & (PRESENT | RW) == PRESENT | RW
+        assert kernel.pd.initial_break == kernel.pd.brk == 0x20000
+        outcome = kernel.run()
+    assert outcome.status == 0 and "sum 210" in machine.console.output

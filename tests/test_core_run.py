@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from pynova.toolchain import example_path
 
 from conftest import disassembly, pynova_cli, run_example, symbol
 
@@ -86,9 +91,30 @@ def test_pagefault_reports_cr2_and_the_store_instruction(example):
 
 
 @needs_reference
-def test_pagefault_report_ends_with_the_reference_line():
+def test_hello_ud2_is_where_the_reference_kernel_reports_it():
+    # The seed's layout (text from 0x3000, _start first) puts start.S's ud2
+    # exactly where the reference kernel saw it.
+    reference = (REFERENCE / "hello.serial").read_bytes().decode().splitlines()[-1]
+    assert reference.strip() == "User EXC 0x6 (EIP=0x300a CR2=0x0)"
+    assert report(run_example("hello").output)[3] == reference.strip()
+
+
+@needs_reference
+def test_pagefault_report_has_the_reference_form(example):
+    # The reference's pagefault was linked with the course's older script
+    # (text at 0x2000); ours follows the seed's map, so only the EIP moves.
     reference = (REFERENCE / "pagefault.serial").read_bytes().decode().splitlines()[-1]
-    assert report(run_example("pagefault").output)[3] == reference.strip()
+    store = symbol(example("pagefault"), "main")
+    assert reference.strip() == "User PF (EIP=0x200c CR2=0x234)"
+    assert store & 0xFFF == 0x00c and store >> 12 == 3
+    assert report(run_example("pagefault").output)[3] == f"User PF (EIP={store:#x} CR2=0x234)"
+
+
+def test_pagefault_register_lines_match_the_seed_slide():
+    # The slide: "Page Fault (eip=0x3000 cr2=0x234) ... esp==0x1ffc": the
+    # stack page below 0x2000 holds only main's return address.
+    rep = report(run_example("pagefault").output)
+    assert rep[2].endswith("esp=0x1ffc")
 
 
 @needs_reference
@@ -103,7 +129,20 @@ def test_sysmisc_edge_cases_like_the_reference():
 
 
 def test_bss_starts_zero_and_is_writable():
-    assert "bss ok\n" in run_example("bss").output
+    assert "bss ok: 65536 bytes\n" in run_example("bss").output
+
+
+def test_cli_build_and_run_of_a_64_kib_bss_keeps_every_element(tmp_path):
+    # With the stack in a page of its own below the data, a .bss of any size
+    # is safe from it (the old map let the stack grow into .bss).
+    from pynova.toolchain import examples_dir
+
+    program = tmp_path / "bss"
+    build = pynova_cli("build", str(examples_dir() / "bss.c"), "-o", str(program))
+    assert (build.returncode, build.stdout, build.stderr) == (0, f"{program}\n", "")
+    assert symbol(program, "big") >= 0x2000 and symbol(program, "stack_top") == 0x2000
+    run = pynova_cli("run", "--quiet", str(program))
+    assert (run.returncode, run.stdout) == (132, "stirred 56\nbss ok: 65536 bytes\n")
 
 
 def test_bad_print_pointers_are_reported_and_the_program_goes_on():
@@ -179,10 +218,70 @@ def test_timeout_stops_a_runaway_program():
 
 
 def test_cli_run_exit_status_and_output():
-    proc = pynova_cli("run", "exit42")
+    proc = pynova_cli("run", "example:exit42")
     assert proc.returncode == 42
     assert proc.stdout.endswith("bye\n")
     assert proc.stderr == ""
+
+
+def test_cli_bare_name_runs_a_bundled_example_only_with_a_note(tmp_path):
+    # No file of that name here: the example runs, and stderr says so.
+    proc = pynova_cli("run", "exit42", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout.splitlines()[-1]) == (42, "bye")
+    assert proc.stderr == ("pynova: note: there is no file 'exit42'; running the bundled "
+                           "example example:exit42\n")
+    # A file of that name (a student's own program) always wins.
+    (tmp_path / "exit42").write_bytes(example_path("hello").read_bytes())
+    proc = pynova_cli("run", "exit42", cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (132, "")
+    assert "Hello world!" in proc.stdout
+    # example:NAME never looks at files.
+    assert pynova_cli("run", "example:exit42", cwd=tmp_path).returncode == 42
+    # A name that looks like a file never falls back to an example.
+    proc = pynova_cli("run", "exit42.elf", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (127, "")
+    assert proc.stderr == "pynova: exit42.elf: no such file\n"
+
+
+def test_cli_unknown_example_name_is_one_line_status_127():
+    proc = pynova_cli("run", "example:nope")
+    assert (proc.returncode, proc.stdout) == (127, "")
+    assert proc.stderr.startswith("pynova: example:nope: no such bundled example (examples: ")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_cli_quiet_prints_only_the_programs_output():
+    proc = pynova_cli("run", "--quiet", "example:hello")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (132, "Hello world!\n", "")
+    proc = pynova_cli("run", "-q", "example:pagefault")  # a fault: the status tells
+    assert (proc.returncode, proc.stdout, proc.stderr) == (139, "", "")
+
+
+def test_cli_keeps_the_programs_status_when_stdout_goes_away():
+    # `pynova run hello | head -1`: the reader leaves after one line.
+    shell = (f"'{sys.executable}' -m pynova run example:threads | head -1; "
+             "echo \"status ${PIPESTATUS[0]}\"")
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.splitlines() == [proc.stdout.splitlines()[0], "status 0"]
+    shell = shell.replace("example:threads", "example:hello")
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.splitlines()[1] == "status 132"
+    assert proc.stderr == ""  # a closed pipe is no error
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("args, status", [
+    (["run", "example:hello"], 132),          # run: the program's status
+    (["run", "--quiet", "example:exit42"], 42),
+    (["examples"], 74),                       # the command's output itself: EX_IOERR
+    (["readelf", "example:hello"], 74),
+])
+def test_cli_output_to_a_full_disk_is_one_line(args, status):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "pynova", *args], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == status
+    assert proc.stderr == "pynova: cannot write the output: No space left on device\n"
 
 
 def test_cli_unknown_program_is_one_line_status_127():
@@ -194,7 +293,7 @@ def test_cli_unknown_program_is_one_line_status_127():
 
 
 def test_cli_rejects_bad_mem_without_traceback():
-    proc = pynova_cli("run", "--mem", "1M", "hello")
+    proc = pynova_cli("run", "--mem", "1M", "example:hello")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "--mem" in proc.stderr
 
@@ -206,7 +305,7 @@ def test_cli_examples_lists_bundled_programs():
 
 
 def test_cli_max_insns_status_124():
-    proc = pynova_cli("run", "--max-insns", "1000", "spin")
+    proc = pynova_cli("run", "--max-insns", "1000", "example:spin")
     assert proc.returncode == 124
     assert proc.stdout.splitlines()[-1] == "limit: 1000 instructions executed (--max-insns)"
 
@@ -227,3 +326,28 @@ def test_many_machines_in_one_process_are_independent():
     finally:
         for m in machines:
             m.close()
+
+
+def test_cli_run_in_process_with_a_text_only_stdout(monkeypatch):
+    # An embedding that swaps sys.stdout for a text stream (no .buffer)
+    # still gets the program's output.
+    import io
+
+    from pynova.cli import main
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["run", "--quiet", "example:hello"]) == 132
+    assert out.getvalue() == "Hello world!\n"
+
+
+def test_a_file_name_outside_latin_1_is_printed_as_its_bytes(tmp_path):
+    program = tmp_path / "héllo-日本"
+    program.write_bytes(example_path("exit42").read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "pynova", "run", str(program)],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 42 and proc.stderr == b""
+    assert proc.stdout.splitlines()[2].endswith(b" : " + os.fsencode(program))
+    import pynova
+
+    assert pynova.run(program).status == 42

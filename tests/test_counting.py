@@ -76,7 +76,7 @@ def test_trace_stamps_are_the_same_on_both_libraries() -> None:
     def trace(library: str) -> str:
         env = {**__import__("os").environ, LIBRARY_ENV: library}
         proc = subprocess.run([sys.executable, "-m", "pynova", "run", "--trace=all",
-                               "--quantum", "500", "malloc_threads"],
+                               "--quantum", "500", "example:malloc_threads"],
                               capture_output=True, text=True, timeout=120, env=env)
         return proc.stderr
 
@@ -91,8 +91,8 @@ def test_the_api_counts_when_asked_or_for_a_limit(unicorn_library: str) -> None:
     patched library always counts, at no cost."""
     import pynova
 
-    plain = pynova.run("pagefault")
-    asked = pynova.run("pagefault", count_instructions=True)
-    limited = pynova.run("spin", max_insns=1000)
+    plain = pynova.run("example:pagefault")
+    asked = pynova.run("example:pagefault", count_instructions=True)
+    limited = pynova.run("example:spin", max_insns=1000)
     assert (asked.instructions, limited.instructions) == (2, 1000)
     assert plain.instructions == (2 if unicorn_library == "patched" else None)

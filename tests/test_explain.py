@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pynova.tools.explain import decode_error_code
+from pynova.machine import Console
+from pynova.runner import run_image
+from pynova.toolchain import build_program, examples_dir
+from pynova.tools.explain import Context, decode_error_code, stack_overflow
 from pynova.tools.symbols import SymbolTable
 
-from conftest import disassembly, pynova_cli, run_example, symbol
+from conftest import LAYOUT_2022, disassembly, pynova_cli, run_example, symbol
 
 
 def why(name: str) -> list[str]:
@@ -61,6 +64,50 @@ def test_other_vectors():
     assert why("int3")[0].endswith("in main <fault_insn>: int3")
 
 
+def test_stack_overflow_is_named(example):
+    out = run_example("stackoverflow", explain=True)
+    lines = why("stackoverflow")
+    assert out.fault.cr2 < 0x1000 <= out.fault.cr2 + 0x1000
+    assert lines[0].startswith("why: stack overflow: write to an unmapped page "
+                               "(PTE 0x00000000: P=0), in depth+")
+    report_esp = next(line for line in out.output.splitlines() if line.startswith("esi="))
+    esp = int(report_esp.rsplit("esp=", 1)[1], 16)
+    assert esp < 0x1000 + 128
+    assert lines[1] == (f"  the stack is the page 0x1000-0x2000 below stack_top 0x2000; "
+                        f"esp {esp:#x} ran off its bottom")
+    assert lines[2].startswith("  error code 0x6: P=0 page not present, W/R=1 write")
+
+
+def test_a_null_pointer_store_is_not_a_stack_overflow():
+    # pagefault writes to 0x234, also just below the stack page, but with
+    # esp at 0x1ffc, far from the stack's bottom.
+    assert why("pagefault")[0].startswith("why: write to an unmapped page")
+
+
+def test_stack_overflow_below_a_stack_top_of_0xc0000000(tmp_path):
+    script = tmp_path / "layout.ld"
+    script.write_text(LAYOUT_2022)
+    program = build_program([examples_dir() / "stackoverflow.c"], tmp_path / "so",
+                            linker_script=script)
+    result = run_image(program.read_bytes(), "so", console=Console(), explain=True)
+    assert 0xBFFFE000 <= result.fault.cr2 < 0xBFFFF000
+    text = result.output
+    assert "why: stack overflow: write to an unmapped page" in text
+    assert "  the stack is the page 0xbffff000-0xc0000000 below stack_top 0xc0000000; esp " \
+        in text
+
+
+def test_stack_overflow_needs_esp_at_the_bottom():
+    def ctx(esp: int) -> Context:
+        return Context(None, SymbolTable([]), esp, 0x2000)  # type: ignore[arg-type]
+
+    assert stack_overflow(0xFFC, ctx(0x1000)) is not None     # a push at the bottom
+    assert stack_overflow(0x0, ctx(0x1000)) is not None       # a big frame's far end
+    assert stack_overflow(0xFFC, ctx(0x1080)) is None         # esp not near the bottom
+    assert stack_overflow(0x1000, ctx(0x1000)) is None        # inside the stack page
+    assert stack_overflow(0x234, ctx(0x1FFC)) is None         # pagefault's store
+
+
 def test_decode_error_code_bits():
     assert decode_error_code(0x7, False) == ("error code 0x7: P=1 protection violation, "
                                              "W/R=1 write, U/S=1 user mode, I/D=0 data access")
@@ -75,6 +122,6 @@ def test_symbols(example):
 
 
 def test_cli_explains_and_can_be_told_not_to():
-    assert "why: write to an unmapped page" in pynova_cli("run", "pagefault").stdout
-    plain = pynova_cli("run", "--no-explain", "pagefault")
+    assert "why: write to an unmapped page" in pynova_cli("run", "example:pagefault").stdout
+    plain = pynova_cli("run", "--no-explain", "example:pagefault")
     assert plain.returncode == 139 and "why:" not in plain.stdout

@@ -11,7 +11,7 @@ import pytest
 
 from pynova.toolchain import example_path
 
-from conftest import symbol
+from conftest import address_of_bytes, symbol
 from test_gdb_protocol import GDB, gdb_batch
 
 pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
@@ -28,9 +28,10 @@ def start_cli(*args: str) -> tuple[subprocess.Popen, int]:
 
 def test_cli_gdb_hello_break_main_next_continue():
     program = example_path("hello")
-    proc, port = start_cli("hello", "--gdb", "0", "--gdb-wait")
+    proc, port = start_cli("example:hello", "--gdb", "0", "--gdb-wait")
+    string = address_of_bytes(program, b"Hello world!\n")
     out = gdb_batch(program, port, ["break main", "continue", "info registers eip",
-                                    "x/s 0x1074", "next", "continue"])
+                                    f"x/s {string:#x}", "next", "continue"])
     stdout, _ = proc.communicate(timeout=60)
     main_bp = re.search(r"Breakpoint 1 at (0x[0-9a-f]+)", out)
     assert main_bp, out
@@ -44,7 +45,7 @@ def test_cli_gdb_hello_break_main_next_continue():
 
 def test_cli_gdb_pagefault_stops_with_sigsegv_at_the_store():
     program = example_path("pagefault")
-    proc, port = start_cli("pagefault", "--gdb", "0", "--gdb-wait")
+    proc, port = start_cli("example:pagefault", "--gdb", "0", "--gdb-wait")
     out = gdb_batch(program, port, ["continue", "p $pc", "p $_siginfo._sifields._sigfault.si_addr",
                                     "continue"])
     proc.communicate(timeout=60)
@@ -54,7 +55,7 @@ def test_cli_gdb_pagefault_stops_with_sigsegv_at_the_store():
 
 
 def test_cli_gdb_wait_needs_gdb():
-    proc = subprocess.run([sys.executable, "-m", "pynova", "run", "hello", "--gdb-wait"],
+    proc = subprocess.run([sys.executable, "-m", "pynova", "run", "example:hello", "--gdb-wait"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--gdb-wait needs --gdb" in proc.stderr
 
@@ -87,3 +88,45 @@ def test_cli_gdb_hardware_watchpoint_stops_after_each_write(tmp_path):
     assert "$1 = 20" in out, out
     assert "counter=30" in stdout
     assert proc.returncode == 30
+
+
+TWO_THREADS_C = """#include "pynova.h"
+volatile int hits;
+__attribute__((noinline)) void marker(void) { hits++; }
+static void worker(void *arg)
+{
+    (void)arg;
+    hits += 10;
+    printf("worker ran\\n");
+}
+int main(void)
+{
+    thread_create(worker, 0);
+    marker();
+    thr_yield();
+    printf("main done %d\\n", hits);
+    exit(hits);
+}
+"""
+
+
+def test_cli_gdb_breakpoint_in_another_thread_after_selecting_one(tmp_path):
+    # After `info threads` and `thread 1` the stub had thread 1 selected
+    # (Hg1); the breakpoint then hit in thread 2 must read as thread 2's.
+    from pynova.toolchain import build_program
+
+    source = tmp_path / "two.c"
+    source.write_text(TWO_THREADS_C)
+    program = build_program([source], tmp_path / "two", extra_cflags=["-O0", "-g"])
+    proc, port = start_cli(str(program), "--gdb", "0", "--gdb-wait")
+    out = gdb_batch(program, port, ["break marker", "continue", "info threads", "thread 1",
+                                    "break worker", "continue", "p $pc", "info threads",
+                                    "delete", "continue"])
+    stdout, _ = proc.communicate(timeout=60)
+    worker = symbol(program, "worker")
+    assert re.search(r"Thread 2 hit Breakpoint 2, (0x[0-9a-f]+ in )?worker", out), out
+    pc = re.search(r"\$1 = \(void \(\*\)\(\)\) (0x[0-9a-f]+) <worker\+(\d+)>", out)
+    assert pc and 0 <= int(pc.group(1), 16) - worker < 16, out
+    assert re.search(r"\* 2 +Thread 2", out), out
+    assert "worker ran" in stdout and "main done 11" in stdout
+    assert proc.returncode == 11

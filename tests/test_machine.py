@@ -159,11 +159,11 @@ def test_the_patched_library_is_used_when_built_and_the_wheel_when_asked(monkeyp
     assert ("patched: " + PATCHED_LIBRARY if built else "wheel: ") in version
     monkeypatch.setenv(LIBRARY_ENV, "wheel")
     assert "2.1.4 wheel: " in pynova_cli("--version").stdout
-    first = pynova_cli("run", "hello").stdout.splitlines()[0]
+    first = pynova_cli("run", "example:hello").stdout.splitlines()[0]
     assert first.endswith("[Python 3.11.7, Unicorn 2.1.4 wheel]".replace(
         "3.11.7", sys.version.split()[0]))
     monkeypatch.setenv(LIBRARY_ENV, "/nonexistent/libunicorn.so.2")
-    bad = pynova_cli("run", "hello")
+    bad = pynova_cli("run", "example:hello")
     assert bad.returncode == 70 and bad.stderr.count("\n") == 1
     assert "PYNOVA_UNICORN=/nonexistent/libunicorn.so.2: no such library file" in bad.stderr
 

@@ -21,29 +21,46 @@ def hello_space(at: str = "start") -> AddressSpace:
     return space
 
 
+def hello_pages() -> tuple[int, int, int]:
+    """(stack, data, text) page of hello, from the loader's plan."""
+    loaded = plan(example_path("hello").read_bytes())
+    data, text = (next(v for v, p in loaded.pages.items() if bool(p.attr & RW) == rw)
+                  for rw in (True, False))
+    return loaded.stack_page, data, text
+
+
 def test_hello_lists_exactly_the_loaded_pages_with_their_flags():
     image = example_path("hello").read_bytes()
-    pages = plan(image).pages
+    loaded = plan(image)
+    stack, data, text = hello_pages()
     space = hello_space()
     listed = {virt: r.flags for r in space.ranges for virt in range(r.virt, r.end, 4096)}
-    assert listed == {virt: page.attr for virt, page in pages.items()}
-    assert listed[0x1000] == PRESENT | RW | USER   # data page (and the stack below 0x2000)
-    assert listed[0x2000] == PRESENT | USER        # text: read-only
-    assert [r.phys for r in space.ranges] == [0x107000, 0x108000]  # the module's own frames
+    assert listed == {virt: page.attr for virt, page in loaded.pages.items()} | \
+        {stack: PRESENT | RW | USER}
+    assert (stack, data, text) == (0x1000, 0x2000, 0x3000)  # the seed's map
+    assert listed[data] == PRESENT | RW | USER
+    assert listed[text] == PRESENT | USER        # text: read-only
+    phys = {r.virt: r.phys for r in space.ranges}
+    assert [phys[data], phys[text]] == [0x107000, 0x108000]  # the module's own frames
+    assert phys[stack] not in range(0x107000, 0x107000 + len(image))  # a fresh frame
 
 
 def test_accessed_and_dirty_bits_after_the_run():
+    stack, data, text = hello_pages()
     space = hello_space("exit")
     flags = {r.virt: r.flag_text for r in space.ranges}
-    assert flags[0x1000] == "P RW US A D"   # the stack was written
-    assert flags[0x2000] == "P -- US A -"   # text was fetched, never written
+    assert flags[stack] == "P RW US A D"   # the stack was written
+    assert flags[data] == "P RW US - -"    # only the kernel read the string (no A bit)
+    assert flags[text] == "P -- US A -"    # text was fetched, never written
 
 
 def test_format_has_qemu_style_lines_and_heap_and_threads():
-    text = "\n".join(format_space(hello_space()))
-    assert "0x00001000-0x00002000  0x00107000-0x00108000     0x1000  P RW US - -" in text
-    assert "heap: break 0x00003000" in text
-    assert "thread 0: stack top 0x00002000" in text
+    stack, data, text = hello_pages()
+    text_lines = "\n".join(format_space(hello_space()))
+    assert (f"{data:#010x}-{data + 0x1000:#010x}  0x00107000-0x00108000     0x1000  "
+            f"P RW US - -") in text_lines
+    assert f"heap: break {text + 0x1000:#010x}" in text_lines
+    assert f"thread 0: stack top {stack + 0x1000:#010x}" in text_lines
 
 
 def test_svg_is_well_formed_and_contains_the_ranges(tmp_path):
@@ -60,8 +77,18 @@ def test_svg_is_well_formed_and_contains_the_ranges(tmp_path):
 
 def test_cli_maps_at_fault_with_svg(tmp_path):
     picture = tmp_path / "pf.svg"
-    result = pynova_cli("maps", "pagefault", "--at", "fault", "--svg", str(picture))
+    result = pynova_cli("maps", "example:pagefault", "--at", "fault", "--svg", str(picture))
     assert result.returncode == 0, result.stderr
     assert "after the task ended (fault: Page Fault)" in result.stdout
     ET.parse(picture)
-    assert pynova_cli("maps", "exit42", "--at", "fault").returncode == 1
+    assert pynova_cli("maps", "example:exit42", "--at", "fault").returncode == 1
+
+
+def test_cli_maps_svg_path_errors_are_one_line(tmp_path):
+    cases = {str(tmp_path / "missing" / "x.svg"): "no such directory",
+             str(tmp_path): "is a directory"}
+    for target, reason in cases.items():
+        result = pynova_cli("maps", "example:hello", "--svg", target)
+        assert (result.returncode, result.stdout) == (74, ""), result
+        assert result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr

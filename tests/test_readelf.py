@@ -12,7 +12,7 @@ import pytest
 from pynova.toolchain import example_path, list_examples
 from pynova.tools.readelf import report
 
-from conftest import pynova_cli
+from conftest import pynova_cli, symbol
 
 EXAMPLES = [name for name, _ in list_examples()]
 HEADER_RE = re.compile(r"^  ([A-Za-z][A-Za-z /-]+):\s+(.*)$")
@@ -48,12 +48,16 @@ def test_numbers_equal_binutils_readelf(name):
     assert len(our_fields) == 19  # Magic .. Section header string table index
 
 
-def test_pages_and_checks_of_bss():
+def test_pages_and_checks_of_bss(example):
     lines, accepted = report(example_path("bss").read_bytes())
     text = "\n".join(lines)
     assert accepted and text.endswith("verdict: accepted")
-    assert re.search(r"0x00001000  P RW US  copy .*zero-filled", text)
-    assert re.search(r"0x00002000  P -- US  file .*module frame, no copy", text)
+    assert re.search(r"0x00002000  P RW US  copy .*zero-filled", text)
+    assert re.search(r"0x00003000  P RW US  zero  fresh zeroed frame", text)  # 64 KiB of .bss
+    main = symbol(example("bss"), "main") & ~0xFFF
+    assert re.search(rf"{main:#010x}  P -- US  file .*module frame, no copy", text)
+    assert "  0x00001000  P RW US  zero  stack page below stack_top 0x2000 (fresh zeroed frame)" \
+        in lines
     assert "FAIL" not in text
 
 
@@ -75,6 +79,6 @@ def test_not_an_elf_file():
 def test_cli_readelf(tmp_path):
     bad = tmp_path / "bad.elf"
     bad.write_bytes(b"\x7fELF" + bytes(100))
-    assert pynova_cli("readelf", "hello").returncode == 0
+    assert pynova_cli("readelf", "example:hello").returncode == 0
     result = pynova_cli("readelf", str(bad))
     assert result.returncode == 126 and "verdict: rejected" in result.stdout

@@ -35,9 +35,10 @@ def run(name: str, **kwargs: object) -> RunResult:
 
 
 def program_lines(result: RunResult) -> list[str]:
-    """The program's output: what follows the loader's segment lines."""
+    """The program's output: what follows the loader's segment and stack lines."""
     lines = result.output.splitlines()
-    last = max(i for i, line in enumerate(lines) if line.lstrip().startswith("segment"))
+    last = max(i for i, line in enumerate(lines)
+               if line.lstrip().startswith(("segment ", "stack ")))
     return lines[last + 1:]
 
 
@@ -56,7 +57,7 @@ def test_yield_interleaving_is_round_robin(quantum: int | None) -> None:
 
 
 def test_preempted_interleaving_is_deterministic() -> None:
-    first, second = run("threads", quantum=200), run("threads", quantum=200)
+    first, second = run("threads", quantum=100), run("threads", quantum=100)
     assert first.output == second.output
     lines = program_lines(first)
     assert sorted(lines) == sorted(YIELD_ORDER)

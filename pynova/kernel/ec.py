@@ -65,4 +65,12 @@ def segment_lines(plan: Plan, module_phys: int) -> list[str]:
         phys = module_phys + layout.align_down(ph.offset)
         rights = "r" + ("w" if ph.flags & PF_W else "-") + ("x" if ph.flags & PF_X else "-")
         lines.append(f"  segment virt {virt:#010x} phys {phys:#010x} size {size:#x} {rights}")
-    return lines
+    return lines + [stack_line(plan)]
+
+
+def stack_line(plan: Plan) -> str:
+    """Where the kernel puts the stack page (seed step 5), and why there."""
+    why = f"below stack_top {plan.stack_top:#x}" if plan.stack_symbol else \
+        f"below {plan.stack_top:#x}: the file has no stack_top symbol"
+    where = "fresh page" if plan.needs_stack else "inside a loaded segment"
+    return f"  stack   virt {plan.stack_page:#010x} size {layout.PAGE_SIZE:#x} rw- ({where} {why})"

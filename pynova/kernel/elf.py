@@ -1,13 +1,14 @@
-"""ELF headers as the kernel reads them (the seed's ``Eh`` and ``Ph``).
+"""ELF headers as the kernel reads them (the seed's ``Eh`` and ``Ph``),
+and the symbol table (for ``stack_top``; the tools name addresses with it).
 
-Layouts: System V ABI, "ELF Header" and "Program Header" (gabi41, ch. 4),
-32-bit little-endian.
+Layouts: System V ABI, "ELF Header", "Program Header", "Sections" and
+"Symbol Table" (gabi41, ch. 4), 32-bit little-endian.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 ELF_MAGIC = b"\x7fELF"
@@ -20,6 +21,10 @@ PF_X, PF_W, PF_R = 1, 2, 4
 
 EH = struct.Struct("<16sHHIIIIIHHHHHH")
 PH = struct.Struct("<8I")
+SHDR = struct.Struct("<10I")        # Elf32_Shdr
+SYM = struct.Struct("<IIIBBH")      # Elf32_Sym: name, value, size, info, other, shndx
+SHT_SYMTAB = 2
+SHN_UNDEF, SHN_ABS = 0, 0xFFF1
 
 ET_NAMES = {0: "NONE", 1: "REL", 2: "EXEC", 3: "DYN", 4: "CORE"}
 PT_NAMES = {0: "NULL", 1: "LOAD", 2: "DYNAMIC", 3: "INTERP", 4: "NOTE", 5: "SHLIB",
@@ -135,3 +140,50 @@ def check_header(image: bytes) -> Eh:
 
 def program_headers(image: bytes, eh: Eh) -> list[Ph]:
     return [Ph.unpack(image, eh.phoff + i * PH.size) for i in range(eh.phnum)]
+
+
+class Sym(NamedTuple):
+    """One Elf32_Sym with its name resolved."""
+
+    name: str
+    value: int
+    size: int
+    info: int
+    shndx: int
+
+
+def _section_headers(image: bytes) -> list[tuple[int, ...]]:
+    shoff = struct.unpack_from("<I", image, 32)[0]
+    shentsize, shnum = struct.unpack_from("<HH", image, 46)
+    if not shoff or shentsize != SHDR.size:
+        return []
+    return [SHDR.unpack_from(image, shoff + i * SHDR.size) for i in range(shnum)]
+
+
+def _cstring(image: bytes, offset: int) -> str:
+    end = image.index(b"\0", offset)
+    return image[offset:end].decode("latin-1")
+
+
+def symbols(image: bytes) -> Iterator[Sym]:
+    """Every named, defined entry of ``.symtab``. A damaged table raises
+    struct.error, IndexError or ValueError part way."""
+    shdrs = _section_headers(image)
+    for sh in shdrs:
+        if sh[1] != SHT_SYMTAB or sh[6] >= len(shdrs):
+            continue
+        strtab_off = shdrs[sh[6]][4]
+        offset, size = sh[4], sh[5]
+        for pos in range(offset, offset + size - SYM.size + 1, SYM.size):
+            name, value, sym_size, info, _other, shndx = SYM.unpack_from(image, pos)
+            if name and shndx != SHN_UNDEF:
+                yield Sym(_cstring(image, strtab_off + name), value, sym_size, info, shndx)
+
+
+def find_symbol(image: bytes, name: str) -> int | None:
+    """The value of the symbol ``name``, or None: absent, or the section
+    headers or symbol table are damaged (they are optional for running)."""
+    try:
+        return next((s.value for s in symbols(image) if s.name == name), None)
+    except (struct.error, IndexError, ValueError):
+        return None

@@ -135,7 +135,7 @@ class Kernel:
             raise KernelPanic("boot error: out of memory while loading the module",
                               STATUS_BOOT) from None
         self.pd = pd
-        self.current = self.new_ec(plan.eh.entry, layout.USER_STACK_TOP)
+        self.current = self.new_ec(plan.eh.entry, plan.stack_top)
         # Enter the kernel in the task's address space from now on, so that
         # a return to user mode need not reload CR3 (and flush the TLB).
         self.cpu.write_cr(3, pd.ptab.root)

@@ -5,14 +5,27 @@ turns an ELF image into a list of ``PagePlan`` (or raises ElfError), and
 ``Pd.load`` (pd.py) commits it. The seed maps ``align_up(filesz)`` pages from
 ``align_down(vaddr)`` and so loses the last page of a segment that straddles
 a page boundary; pynova maps every page any byte of a segment touches.
+
+The stack page (seed step 5: the kernel maps one page for the stack) lies
+below the ELF file's ``stack_top`` symbol, or below 0x2000 (the seed's
+stack_top) when the file has none.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from pynova.kernel.elf import PF_W, PT_LOAD, Eh, ElfError, Ph, check_header, program_headers
-from pynova.kernel.layout import PAGE_SIZE, USER_END, align_down, align_up
+from pynova.kernel.elf import (
+    PF_W,
+    PT_LOAD,
+    Eh,
+    ElfError,
+    Ph,
+    check_header,
+    find_symbol,
+    program_headers,
+)
+from pynova.kernel.layout import PAGE_SIZE, USER_END, USER_STACK_TOP, align_down, align_up
 from pynova.kernel.ptab import PRESENT, RW, USER
 
 
@@ -43,7 +56,25 @@ class Plan(NamedTuple):
     eh: Eh
     phs: list[Ph]
     pages: dict[int, PagePlan]
-    needs_stack: bool
+    needs_stack: bool           # False: a segment already maps the stack page
+    stack_top: int = USER_STACK_TOP
+    stack_symbol: bool = False  # stack_top came from the file's symbol table
+
+    @property
+    def stack_page(self) -> int:
+        return align_down(self.stack_top - 1)
+
+
+def stack_top_of(image: bytes) -> tuple[int, bool]:
+    """(initial esp, whether the file named it): its ``stack_top`` symbol,
+    else the seed's 0x2000."""
+    top = find_symbol(image, "stack_top")
+    if top is None:
+        return USER_STACK_TOP, False
+    if not PAGE_SIZE < top <= USER_END:
+        raise ElfError(f"stack_top {top:#x} leaves no user page for the stack "
+                       f"(it must lie in {PAGE_SIZE + 1:#x}..{USER_END:#x})")
+    return top, True
 
 
 def check_segment(i: int, ph: Ph, size: int) -> None:
@@ -107,5 +138,6 @@ def plan(image: bytes) -> Plan:
     _check_overlaps(pages)
     if not any(ph.vaddr <= eh.entry < ph.vaddr + ph.memsz for _, ph in loads):
         raise ElfError(f"entry point {eh.entry:#x} lies outside every loadable segment")
-    stack_page = 0x2000 - PAGE_SIZE
-    return Plan(eh, phs, dict(sorted(pages.items())), stack_page not in pages)
+    top, named = stack_top_of(image)
+    stack_page = align_down(top - 1)
+    return Plan(eh, phs, dict(sorted(pages.items())), stack_page not in pages, top, named)

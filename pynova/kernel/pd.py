@@ -5,7 +5,7 @@ task's page tables, with the rights a user access would have."""
 from __future__ import annotations
 
 from pynova.kernel.kalloc import Kalloc, OutOfMemory
-from pynova.kernel.layout import PAGE_SIZE, USER_END, USER_STACK_TOP
+from pynova.kernel.layout import PAGE_SIZE, USER_BREAK_LIMIT, USER_END
 from pynova.kernel.loader import Plan
 from pynova.kernel.ptab import PRESENT, RW, USER, Ptab
 from pynova.machine.memory import PhysicalMemory
@@ -63,8 +63,10 @@ class Pd:
                 copy[lo:hi] = bytes(hi - lo)
             self.memory.write(frame, bytes(copy))
         if plan.needs_stack:
-            self.map_fresh(USER_STACK_TOP - PAGE_SIZE, PRESENT | RW | USER)
+            self.map_fresh(plan.stack_page, PRESENT | RW | USER)
         top = max(p.virt for p in plan.pages.values()) + PAGE_SIZE
+        if plan.needs_stack and top <= plan.stack_page < USER_BREAK_LIMIT:
+            top = plan.stack_page + PAGE_SIZE  # a stack above the segments: the heap above it
         self.initial_break = self.brk = top
 
     def destroy(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from pynova.kernel.exceptions import PF_I, PF_P, PF_U, PF_W, Fault
+from pynova.kernel.layout import PAGE_SIZE, USER_STACK_TOP, align_down
 from pynova.kernel.pd import Pd, UserMemoryError
 from pynova.kernel.ptab import LARGE, PRESENT, RW, USER, Walk
 from pynova.tools.symbols import SymbolTable
@@ -22,6 +23,8 @@ PRIVILEGED = {"cli", "sti", "hlt", "in", "out", "insb", "insw", "insd", "outsb",
               "outsd", "lgdt", "lidt", "lldt", "ltr", "lmsw", "clts", "invd", "wbinvd",
               "invlpg", "rdmsr", "wrmsr", "iretd"}
 MAX_INSN = 15
+#: esp this close above the stack page's bottom (or below it) means the stack is full
+STACK_SLACK = 128
 
 
 class Instruction(NamedTuple):
@@ -139,11 +142,13 @@ def insn_phrase(symbols: SymbolTable, insn: Instruction | None, addr: int) -> st
 
 # ------------------------------------------------------------ per vector
 class Context(NamedTuple):
-    """What an explanation looks at: the address space, symbols, esp."""
+    """What an explanation looks at: the address space, symbols, esp and
+    the thread's initial stack top."""
 
     pd: Pd
     symbols: SymbolTable
     esp: int
+    stack_top: int = USER_STACK_TOP
 
 
 def explain_page_fault(fault: Fault, ctx: Context) -> list[str]:
@@ -157,7 +162,21 @@ def explain_page_fault(fault: Fault, ctx: Context) -> list[str]:
         head += f", {caller}" if caller else ""
     else:
         head += f", {insn_phrase(ctx.symbols, instruction_at(ctx.pd, eip), eip)}"
+        overflow = stack_overflow(cr2, ctx)
+        if overflow:
+            return [f"stack overflow: {head}", overflow, decode_error_code(code, fetch),
+                    *walk_lines(walk)]
     return [head, decode_error_code(code, fetch)] + walk_lines(walk)
+
+
+def stack_overflow(cr2: int, ctx: Context) -> str | None:
+    """Why an access just below the stack page, with esp at that page's
+    bottom, is the stack running out; None when it is not that."""
+    bottom = align_down(ctx.stack_top - 1)
+    if not (bottom - PAGE_SIZE <= cr2 < bottom and ctx.esp < bottom + STACK_SLACK):
+        return None
+    return (f"the stack is the page {bottom:#x}-{bottom + PAGE_SIZE:#x} below stack_top "
+            f"{ctx.stack_top:#x}; esp {ctx.esp:#x} ran off its bottom")
 
 
 def _caller(ctx: Context) -> str | None:
@@ -223,7 +242,8 @@ def explain_fault(kernel: Kernel, fault: Fault) -> list[str]:
     """The hook the runner installs as ``Kernel.explain``: never raises."""
     ec = kernel.ecs[fault.ec] if fault.ec < len(kernel.ecs) else kernel.current
     try:
-        ctx = Context(ec.pd, SymbolTable.from_elf(module_image(kernel)), ec.regs.esp)
+        ctx = Context(ec.pd, SymbolTable.from_elf(module_image(kernel)), ec.regs.esp,
+                      ec.stack_top)
         return explain(fault, ctx)
     except Exception as err:  # noqa: BLE001 - an explanation must not kill the report
         return [f"why: (no explanation: {type(err).__name__}: {err})"]

@@ -87,7 +87,10 @@ def page_lines(plan: loader.Plan) -> list[str]:
             source = f"file offset {page.file_page:#x} -> {frame:#x} ({what})"
         lines.append(f"  {page.virt:#010x}  {attr_text(page.attr)}  {page.kind:<4}  {source}")
     if plan.needs_stack:
-        lines.append("  0x00001000  P RW US  zero  stack page below 0x2000 (fresh zeroed frame)")
+        named = f"stack_top {plan.stack_top:#x}" if plan.stack_symbol else \
+            f"{plan.stack_top:#x} (no stack_top symbol)"
+        lines.append(f"  {plan.stack_page:#010x}  P RW US  zero  stack page below {named} "
+                     f"(fresh zeroed frame)")
     return lines
 
 

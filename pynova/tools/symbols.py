@@ -1,20 +1,19 @@
 """Symbols from an ELF file's ``.symtab``: address -> ``name+offset``.
 
-Layouts: System V ABI gabi41 ch. 4, "Sections" and "Symbol Table"
-(Elf32_Shdr, Elf32_Sym), 32-bit little-endian.
+The table itself is read by ``pynova.kernel.elf.symbols`` (Elf32_Shdr,
+Elf32_Sym); this keeps the code and data symbols and answers lookups.
 """
 
 from __future__ import annotations
 
 import bisect
 import struct
+from collections.abc import Iterator
 from typing import NamedTuple
 
-SHDR = struct.Struct("<10I")
-SYM = struct.Struct("<IIIBBH")
-SHT_SYMTAB = 2
+from pynova.kernel.elf import SHN_ABS, symbols
+
 STT_NOTYPE, STT_OBJECT, STT_FUNC = 0, 1, 2
-SHN_UNDEF, SHN_ABS = 0, 0xFFF1
 
 
 class Symbol(NamedTuple):
@@ -81,31 +80,8 @@ class SymbolTable:
         return f"{sym.name}+{offset:#x}" if offset else sym.name
 
 
-def _section_headers(image: bytes) -> list[tuple[int, ...]]:
-    shoff = struct.unpack_from("<I", image, 32)[0]
-    shentsize, shnum = struct.unpack_from("<HH", image, 46)
-    if not shoff or shentsize != SHDR.size:
-        return []
-    return [SHDR.unpack_from(image, shoff + i * SHDR.size) for i in range(shnum)]
-
-
-def _cstring(image: bytes, offset: int) -> str:
-    end = image.index(b"\0", offset)
-    return image[offset:end].decode("latin-1")
-
-
-def _read_symbols(image: bytes):  # type: ignore[no-untyped-def]
-    shdrs = _section_headers(image)
-    for sh in shdrs:
-        if sh[1] != SHT_SYMTAB or sh[6] >= len(shdrs):
-            continue
-        strtab_off = shdrs[sh[6]][4]
-        offset, size = sh[4], sh[5]
-        for pos in range(offset, offset + size - SYM.size + 1, SYM.size):
-            name, value, sym_size, info, _other, shndx = SYM.unpack_from(image, pos)
-            kind = info & 0xF
-            if not name or shndx == SHN_UNDEF or kind not in (STT_NOTYPE, STT_OBJECT, STT_FUNC):
-                continue
-            if shndx == SHN_ABS:
-                continue
-            yield Symbol(_cstring(image, strtab_off + name), value, sym_size, kind)
+def _read_symbols(image: bytes) -> Iterator[Symbol]:
+    for sym in symbols(image):
+        kind = sym.info & 0xF
+        if kind in (STT_NOTYPE, STT_OBJECT, STT_FUNC) and sym.shndx != SHN_ABS:
+            yield Symbol(sym.name, sym.value, sym.size, kind)

@@ -68,7 +68,7 @@ class GdbSession:
         self._g_thread = ANY_THREAD
         self._c_thread = ALL_THREADS
         self._handlers: dict[str, Callable[[str], Reply]] = {
-            "?": lambda _: _text(format_stop(self._stop)),
+            "?": lambda _: self._report(self._stop),
             "g": self._read_registers,
             "G": self._write_registers,
             "p": self._read_register,
@@ -245,8 +245,16 @@ class GdbSession:
         if address:
             target_thread = thread if thread is not None else self._current_thread()
             self._target.write_registers(target_thread, {"eip": parse_hex_int(address)})
-        self._stop = self._target.resume(request.step, thread, request.signal)
-        return _text(format_stop(self._stop))
+        return self._report(self._target.resume(request.step, thread, request.signal))
+
+    def _report(self, stop: StopReason) -> Reply:
+        """A stop reply. gdb takes the thread that stopped as the stub's
+        selected thread from now on (remote.c's record_currthread) and reads
+        its registers without another ``Hg``, so a thread chosen earlier is
+        forgotten here."""
+        self._stop = stop
+        self._g_thread = ANY_THREAD
+        return _text(format_stop(stop))
 
     def _continue(self, args: str) -> Reply:
         return self._resume(Resume(step=False), args)

@@ -1,16 +1,23 @@
-/* Check that .bss starts zeroed and is writable. */
+/* A 64 KiB .bss array and a global counter start zeroed, are writable, and keep every element while the stack is in use: "bss ok". */
 #include "pynova.h"
 
-/* Small on purpose: the stack grows down from 0x2000 through the page that
- * holds .data/.bss and the start of .text (see linker.ld), so a big .bss
- * would push code into the stack's way. */
-#define N 64
-static int zeros[N];
+/* 64 KiB: far more than the page the stack has (0x1000-0x2000, below the
+ * data segment), so a stack that ran into .bss would show here. */
+#define N 16384
+static int big[N];
 int counter;
+
+/* Uses some stack: printf's frames and a few recursive calls. */
+static int stir(int depth)
+{
+    char line[64];
+    snprintf(line, sizeof line, "depth %d", depth);
+    return depth ? stir(depth - 1) + (int)strlen(line) : 0;
+}
 
 int main(void)
 {
-    volatile int *z = zeros;
+    volatile int *z = big;
     volatile int *c = &counter;
 
     if (*c != 0) {
@@ -19,16 +26,17 @@ int main(void)
     }
     for (int i = 0; i < N; i++) {
         if (z[i] != 0) {
-            printf("bss: zeros[%d] = %d\n", i, z[i]);
+            printf("bss: big[%d] = %d\n", i, z[i]);
             return 1;
         }
     }
     for (int i = 0; i < N; i++)
         z[i] = i * 3 + 1;
     *c = 42;
+    printf("stirred %d\n", stir(8));
     for (int i = 0; i < N; i++) {
         if (z[i] != i * 3 + 1) {
-            printf("bss: zeros[%d] reads %d after write\n", i, z[i]);
+            printf("bss: big[%d] reads %d after write\n", i, z[i]);
             return 1;
         }
     }
@@ -36,6 +44,6 @@ int main(void)
         print_str("bss: counter lost its value\n");
         return 1;
     }
-    print_str("bss ok\n");
+    printf("bss ok: %u bytes\n", (unsigned int)sizeof big);
     return 0;
 }

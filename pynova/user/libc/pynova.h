@@ -45,10 +45,12 @@ int strcmp(const char *a, const char *b);
 
 /* print(s, strlen(s)); returns print's result. */
 int print_str(const char *s);
-/* %d %i %u %x %X %s %c %p %%, flags '-' and '0', a width (or '*'), a
- * precision for %s; 'l' and 'h' length modifiers are accepted and ignored
- * (everything is 32 bits). printf buffers and calls print once per call
- * (or each time its buffer fills); it returns the number of characters. */
+/* Conversions %d %i %u %x %X %o %c %s %p %% and %f %F (exactly rounded,
+ * precision up to 30; %e %g %a print as %f); flags - 0 + space #; a width
+ * and a precision (or '*'); length modifiers hh h (narrowed), l z t L
+ * (32 bits) and ll j q (64 bits). The format attribute has the compiler
+ * check the arguments. printf buffers and calls print once per call (or
+ * each time its buffer fills); it returns the number of characters. */
 int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int vprintf(const char *fmt, va_list ap);
 /* Write at most size-1 characters and a NUL; return the length the full
