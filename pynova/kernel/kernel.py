@@ -31,6 +31,12 @@ from pynova.machine.multiboot import BootInfo
 #: The five words iret pops (Intel SDM vol. 3A, 6.12.1, Figure 6-4).
 IRET_FRAME = struct.Struct("<5I")
 _USER_DATA_SEGMENTS = (layout.SEL_USER_DATA,) * 4
+# Where the iret frame goes (the top of the kernel stack) and the iret.
+_FRAME_PHYS = layout.KSTACK_TOP_PHYS - IRET_FRAME.size
+_FRAME_VIRT = layout.kvirt(_FRAME_PHYS)
+_IRET = iret_stub_address()
+# Enum members as globals: TrapKind.X costs a descriptor call each time.
+_SYSCALL_STOP, _EXCEPTION, _BUDGET = TrapKind.SYSCALL_STOP, TrapKind.EXCEPTION, TrapKind.BUDGET
 
 # Exit statuses of a run (docs/ABI.md).
 STATUS_LIMIT = 124
@@ -223,11 +229,10 @@ class Kernel:
             self._switch_fpu(ec)
         cpu.write_regs(ec.regs)
         self._load_data_segments(ec)
-        frame = layout.KSTACK_TOP_PHYS - IRET_FRAME.size
-        self.memory.write(frame, IRET_FRAME.pack(*ec.iret_frame()))
-        cpu.write_reg("esp", layout.kvirt(frame))
+        self.memory.write(_FRAME_PHYS, IRET_FRAME.pack(*ec.iret_frame()))
+        cpu.write_reg("esp", _FRAME_VIRT)
         # The iret itself is one more instruction for the budget to allow.
-        return cpu.run(iret_stub_address(), max_insns=None if budget is None else budget + 1,
+        return cpu.run(_IRET, max_insns=None if budget is None else budget + 1,
                        resume_eip=self._resume_eip(ec))
 
     def _switch_fpu(self, ec: Ec) -> None:
@@ -265,11 +270,11 @@ class Kernel:
                single_step: bool) -> Trap | None:
         kind = trap.kind
         self.save_user_state(ec, trap.eip)
-        if kind is TrapKind.SYSCALL_STOP:
+        if kind is _SYSCALL_STOP:
             self._do_pending(ec)
-        elif kind is TrapKind.EXCEPTION:
+        elif kind is _EXCEPTION:
             self.user_exception(ec, trap)
-        elif kind is TrapKind.BUDGET:
+        elif kind is _BUDGET:
             if single_step:
                 return trap
             if max_insns is not None and self.cpu.instructions >= max_insns:

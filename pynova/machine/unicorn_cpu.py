@@ -87,6 +87,10 @@ _ENV_GPR = {name: 8 * i for i, name in enumerate(("eax", "ecx", "edx", "ebx", "e
                                                  "esi", "edi"))}
 
 
+# Enum members as globals: TrapKind.X costs a descriptor call each time.
+_BUDGET, _SYSCALL_STOP = TrapKind.BUDGET, TrapKind.SYSCALL_STOP
+
+
 class CpuError(RuntimeError):
     """The emulator itself failed (not a guest exception)."""
 
@@ -581,7 +585,7 @@ class UnicornCpu:
         if resume_eip is None:
             resume_eip = _SYS_VIEW.unpack_from(self._env)[2] if self.native else self._sys.read()[4]
         eip = resume_eip
-        self._pending = Trap(TrapKind.SYSCALL_STOP, eip & 0xFFFFFFFF)
+        self._pending = Trap(_SYSCALL_STOP, eip & 0xFFFFFFFF)
         self._lib.uc_emu_stop(self._uc)
 
     def request_stop(self) -> None:
@@ -744,7 +748,8 @@ class UnicornCpu:
             budget = 1  # just the kernel's iret, then stop in user mode
         self._skip_breakpoint = resume_eip if resume_eip in self._breakpoints else None
         timeout_us = 0 if timeout is None else max(1, int(timeout * 1e6))
-        self._put_back_fpu()
+        if self._fpu_in_buffer:
+            self._put_back_fpu()
         if self.native:
             trap = self._run_counted(eip, budget, timeout_us)
         else:
@@ -810,7 +815,7 @@ class UnicornCpu:
             return self._pending
         if self.native and not err and budget is not None and not self._stop_requested \
                 and self._count.value >= self._limit.value:
-            return Trap(TrapKind.BUDGET, _U64.unpack_from(self._env, _ENV_EIP)[0])  # preemption
+            return Trap(_BUDGET, _U64.unpack_from(self._env, _ENV_EIP)[0])  # preemption
         eip = self.read_reg("eip")
         if err == uc.UC_ERR_INSN_INVALID:
             # Unicorn ends the run instead of raising #UD (vector 6) via the hook.
