@@ -27,6 +27,9 @@ def test_a_failed_build_is_one_line_and_make_goes_on(build, tmp_path, monkeypatc
         raise build.BuildError("pip download failed (status 1)")
 
     monkeypatch.setattr(build, "download", no_network)
+    stale = tmp_path / "lib" / "pynova-unicorn" / build.LIBRARY
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an older build")
     assert build.main(["--prefix", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1

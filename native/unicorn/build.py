@@ -132,6 +132,7 @@ def install(built: Path, target: Path) -> None:
 def build(prefix: Path) -> Path:
     target = prefix / "lib" / "pynova-unicorn" / LIBRARY
     target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)  # a failed rebuild leaves the wheel's, not a stale one
     with open(target.parent / "build.log", "w") as log, \
             tempfile.TemporaryDirectory(prefix="unicorn-", dir=target.parent) as tmp:
         work = Path(tmp)
