@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -46,6 +47,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """A time limit: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0: {text!r}")
+    return value
+
+
 def port_number(text: str) -> int:
     try:
         value = int(text, 10)
@@ -76,31 +88,44 @@ def resolve_program(spec: str) -> Path:
         raise CliError(f"pynova: cannot build {spec}: {err}", STATUS_NOT_FOUND) from None
 
 
-def read_program(spec: str) -> tuple[bytes, str]:
+def read_program(spec: str, mem_size: int | None = None) -> tuple[bytes, str]:
+    """The program's bytes; KernelPanic (125) if ``mem_size`` of RAM (or
+    the most pynova has) cannot hold it: checked before reading it."""
+    from pynova.runner import read_module
     path = resolve_program(spec)
     try:
-        return path.read_bytes(), spec
+        return read_module(path, *([] if mem_size is None else [mem_size])), spec
     except OSError as err:
         raise CliError(f"pynova: {spec}: {err.strerror}", STATUS_NOT_FOUND) from None
 
 
 # ------------------------------------------------------------------ commands
 def cmd_run(args: argparse.Namespace) -> int:
+    from pynova.interrupt import CtrlC
+    from pynova.kernel.kernel import KernelPanic
     from pynova.machine import Console
-    from pynova.runner import run_image
+    from pynova.runner import check_mem, run_image
 
-    image, name = read_program(args.program)
-    modules = [(image, name)] + [read_program(extra) for extra in args.module]
-    console = Console(sys.stdout)
+    check_mem(args.mem)
+    try:
+        image, name = read_program(args.program, args.mem)
+        modules = [(image, name)] + [read_program(extra, args.mem) for extra in args.module]
+    except KernelPanic as err:  # too big: what the boot loader would say
+        print(err)
+        return err.status
+    console = Console(sys.stdout, keep=0)  # stream: keep nothing in memory
     hooks = trace_hooks(args.trace) if args.trace else {}
     if args.gdb is not None:
         hooks["setup"] = chain(hooks.get("setup"), gdb_setup(args.gdb, args.gdb_wait))
     elif args.gdb_wait:
         raise CliError("pynova run: --gdb-wait needs --gdb PORT", STATUS_USAGE)
-    result = run_image(image, name, mem_size=args.mem, console=console,
-                       max_insns=args.max_insns, timeout=args.timeout,
-                       quantum=args.quantum, modules=modules,
-                       explain=not args.no_explain, **hooks)
+    ctrl_c = CtrlC()  # Ctrl-C stops the CPU too, not only Python (status 130)
+    hooks["setup"] = chain(ctrl_c.attach, hooks.get("setup"))
+    with ctrl_c:
+        result = run_image(image, name, mem_size=args.mem, console=console,
+                           max_insns=args.max_insns, timeout=args.timeout,
+                           quantum=args.quantum, modules=modules,
+                           explain=not args.no_explain, **hooks)
     return result.status
 
 
@@ -159,9 +184,9 @@ def cmd_maps(args: argparse.Namespace) -> int:
     from pynova.kernel.kernel import KernelPanic
     from pynova.tools.maps import format_space, inspect
 
-    image, name = read_program(args.program)
     try:
-        modules = [(image, name)] + [read_program(extra) for extra in args.module]
+        image, name = read_program(args.program, args.mem)
+        modules = [(image, name)] + [read_program(extra, args.mem) for extra in args.module]
         space, outcome, _output = inspect(modules, at=args.at, mem_size=args.mem,
                                           max_insns=args.max_insns, timeout=args.timeout,
                                           quantum=args.quantum)
@@ -223,7 +248,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="guest RAM, e.g. 128M (default), 4M, 1G")
     p.add_argument("--max-insns", type=positive_int, metavar="N",
                    help="stop after N user instructions (exit status 124)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS",
                    help="stop after this much wall-clock time (exit status 124)")
     p.add_argument("--quantum", type=positive_int, metavar="N",
                    help="preempt a thread after N instructions (default 10000)",

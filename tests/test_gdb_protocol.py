@@ -57,6 +57,7 @@ class FakeTarget:
     stops: list[StopReason] = field(default_factory=list)
     resumes: list[tuple[bool, int | None, int]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    deadline: float | None = None  # monotonic: the program's time limit
 
     def threads(self) -> list[int]:
         return list(self.thread_ids)
@@ -106,6 +107,12 @@ class FakeTarget:
 
     def detach(self) -> None:
         self.events.append("detach")
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def time_up(self) -> None:
+        self.events.append("time up")
 
 
 def make_session(**kwargs: object) -> tuple[GdbSession, FakeTarget]:

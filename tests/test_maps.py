@@ -23,10 +23,10 @@ def hello_space(at: str = "start") -> AddressSpace:
 
 def test_hello_lists_exactly_the_loaded_pages_with_their_flags():
     image = example_path("hello").read_bytes()
-    pages = plan(image).pages
+    runs = plan(image).runs
     space = hello_space()
     listed = {virt: r.flags for r in space.ranges for virt in range(r.virt, r.end, 4096)}
-    assert listed == {virt: page.attr for virt, page in pages.items()}
+    assert listed == {virt: run.attr for run in runs for virt in range(run.virt, run.end, 4096)}
     assert listed[0x1000] == PRESENT | RW | USER   # data page (and the stack below 0x2000)
     assert listed[0x2000] == PRESENT | USER        # text: read-only
     assert [r.phys for r in space.ranges] == [0x107000, 0x108000]  # the module's own frames

@@ -20,6 +20,9 @@ PF_X, PF_W, PF_R = 1, 2, 4
 
 EH = struct.Struct("<16sHHIIIIIHHHHHH")
 PH = struct.Struct("<8I")
+#: The most program headers the kernel reads: 64 KiB of them, the bound
+#: Linux's ELF loader puts on the table too. GNU ld writes fewer than 20.
+MAX_PHNUM = 65536 // PH.size
 
 ET_NAMES = {0: "NONE", 1: "REL", 2: "EXEC", 3: "DYN", 4: "CORE"}
 PT_NAMES = {0: "NULL", 1: "LOAD", 2: "DYNAMIC", 3: "INTERP", 4: "NOTE", 5: "SHLIB",
@@ -109,6 +112,8 @@ HEADER_CHECKS: tuple[HeaderCheck, ...] = (
                 lambda eh, n: f"machine {eh.machine} is not i386 (3)"),
     HeaderCheck("has program headers", lambda eh, n: eh.phnum > 0,
                 lambda eh, n: "no program headers"),
+    HeaderCheck(f"at most {MAX_PHNUM} program headers", lambda eh, n: eh.phnum <= MAX_PHNUM,
+                lambda eh, n: f"{eh.phnum} program headers, more than {MAX_PHNUM}"),
     HeaderCheck(f"program header size is {PH.size}", lambda eh, n: eh.phentsize == PH.size,
                 lambda eh, n: f"program header size {eh.phentsize} is not {PH.size}"),
     HeaderCheck("program headers lie inside the file",

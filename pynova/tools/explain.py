@@ -222,8 +222,11 @@ def module_image(kernel: Kernel) -> bytes:
 def explain_fault(kernel: Kernel, fault: Fault) -> list[str]:
     """The hook the runner installs as ``Kernel.explain``: never raises."""
     ec = kernel.ecs[fault.ec] if fault.ec < len(kernel.ecs) else kernel.current
+    if kernel.limits.time_is_up():  # it counts in the run's time limit
+        return ["why: (no explanation: the time limit has run out)"]
     try:
-        ctx = Context(ec.pd, SymbolTable.from_elf(module_image(kernel)), ec.regs.esp)
+        symbols = SymbolTable.from_elf(module_image(kernel), until=kernel.limits.deadline)
+        ctx = Context(ec.pd, symbols, ec.regs.esp)
         return explain(fault, ctx)
     except Exception as err:  # noqa: BLE001 - an explanation must not kill the report
         return [f"why: (no explanation: {type(err).__name__}: {err})"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+import time
 from typing import NamedTuple
 
 SHDR = struct.Struct("<10I")
@@ -15,6 +16,10 @@ SYM = struct.Struct("<IIIBBH")
 SHT_SYMTAB = 2
 STT_NOTYPE, STT_OBJECT, STT_FUNC = 0, 1, 2
 SHN_UNDEF, SHN_ABS = 0, 0xFFF1
+#: Bounds on the work a damaged or hostile file can ask for: a fault's
+#: explanation reads at most this many symbols, names this long.
+MAX_SYMBOLS = 1 << 16
+MAX_NAME = 256
 
 
 class Symbol(NamedTuple):
@@ -32,12 +37,13 @@ class SymbolTable:
         self._values = [s.value for s in self.symbols]
 
     @classmethod
-    def from_elf(cls, image: bytes) -> SymbolTable:
-        """Parse ``.symtab``; an image without one (or a damaged one) gives
-        an empty table, never an exception."""
+    def from_elf(cls, image: bytes, until: float | None = None) -> SymbolTable:
+        """Parse ``.symtab`` (its first MAX_SYMBOLS entries); an image
+        without one, a damaged one, or running past the monotonic time
+        ``until`` gives an empty table, never an exception."""
         try:
-            return cls(list(_read_symbols(image)))
-        except (struct.error, IndexError, ValueError):
+            return cls(list(_read_symbols(image, until)))
+        except (struct.error, IndexError, ValueError, TimeoutError):
             return cls([])
 
     def __len__(self) -> int:
@@ -81,31 +87,41 @@ class SymbolTable:
         return f"{sym.name}+{offset:#x}" if offset else sym.name
 
 
-def _section_headers(image: bytes) -> list[tuple[int, ...]]:
+def _symtab(image: bytes) -> tuple[int, int, int] | None:
+    """(offset, size, string table offset) of the symbol table: the first
+    SHT_SYMTAB section (the gABI allows one per file)."""
     shoff = struct.unpack_from("<I", image, 32)[0]
     shentsize, shnum = struct.unpack_from("<HH", image, 46)
-    if not shoff or shentsize != SHDR.size:
-        return []
-    return [SHDR.unpack_from(image, shoff + i * SHDR.size) for i in range(shnum)]
+    if not shoff or shentsize != SHDR.size or shoff + shnum * SHDR.size > len(image):
+        return None
+    shdrs = image[shoff:shoff + shnum * SHDR.size]
+    for sh in SHDR.iter_unpack(shdrs):
+        if sh[1] == SHT_SYMTAB:
+            if sh[6] >= shnum:
+                return None
+            return sh[4], sh[5], SHDR.unpack_from(shdrs, sh[6] * SHDR.size)[4]
+    return None
 
 
 def _cstring(image: bytes, offset: int) -> str:
-    end = image.index(b"\0", offset)
+    end = image.find(b"\0", offset, offset + MAX_NAME)
+    if end < 0:
+        raise ValueError(f"symbol name at {offset:#x} is not a string")
     return image[offset:end].decode("latin-1")
 
 
-def _read_symbols(image: bytes):  # type: ignore[no-untyped-def]
-    shdrs = _section_headers(image)
-    for sh in shdrs:
-        if sh[1] != SHT_SYMTAB or sh[6] >= len(shdrs):
+def _read_symbols(image: bytes, until: float | None):  # type: ignore[no-untyped-def]
+    found = _symtab(image)
+    if found is None:
+        return
+    offset, size, strtab_off = found
+    count = min(size, max(0, len(image) - offset)) // SYM.size
+    table = image[offset:offset + min(count, MAX_SYMBOLS) * SYM.size]
+    for n, (name, value, sym_size, info, _other, shndx) in enumerate(SYM.iter_unpack(table)):
+        if until is not None and n % 4096 == 4095 and time.monotonic() >= until:
+            raise TimeoutError("out of time reading the symbols")
+        kind = info & 0xF
+        if not name or shndx in (SHN_UNDEF, SHN_ABS) or kind not in (STT_NOTYPE, STT_OBJECT,
+                                                                       STT_FUNC):
             continue
-        strtab_off = shdrs[sh[6]][4]
-        offset, size = sh[4], sh[5]
-        for pos in range(offset, offset + size - SYM.size + 1, SYM.size):
-            name, value, sym_size, info, _other, shndx = SYM.unpack_from(image, pos)
-            kind = info & 0xF
-            if not name or shndx == SHN_UNDEF or kind not in (STT_NOTYPE, STT_OBJECT, STT_FUNC):
-                continue
-            if shndx == SHN_ABS:
-                continue
-            yield Symbol(_cstring(image, strtab_off + name), value, sym_size, kind)
+        yield Symbol(_cstring(image, strtab_off + name), value, sym_size, kind)
