@@ -18,6 +18,9 @@ EM_386 = 3
 PT_LOAD = 1
 PF_X, PF_W, PF_R = 1, 2, 4
 
+#: An ELF file's bytes, or a view of them where they lie (guest RAM).
+Image = bytes | memoryview
+
 EH = struct.Struct("<16sHHIIIIIHHHHHH")
 PH = struct.Struct("<8I")
 #: The most program headers the kernel reads: 64 KiB of them, the bound
@@ -53,7 +56,7 @@ class Eh(NamedTuple):
     shstrndx: int
 
     @classmethod
-    def unpack(cls, image: bytes) -> Eh:
+    def unpack(cls, image: Image) -> Eh:
         if len(image) < EH.size:
             raise ElfError(f"truncated ELF header: {len(image)} bytes, need {EH.size}")
         return cls(*EH.unpack_from(image))
@@ -80,7 +83,7 @@ class Ph(NamedTuple):
     align: int
 
     @classmethod
-    def unpack(cls, image: bytes, offset: int) -> Ph:
+    def unpack(cls, image: Image, offset: int) -> Ph:
         return cls(*PH.unpack_from(image, offset))
 
     @property
@@ -123,12 +126,12 @@ HEADER_CHECKS: tuple[HeaderCheck, ...] = (
 )
 
 
-def check_magic(image: bytes) -> None:
+def check_magic(image: Image) -> None:
     if len(image) < 4 or image[:4] != ELF_MAGIC:
         raise ElfError("bad magic: not an ELF file")
 
 
-def check_header(image: bytes) -> Eh:
+def check_header(image: Image) -> Eh:
     """The seed's step 1 checks, one reason per failure."""
     check_magic(image)
     eh = Eh.unpack(image)
@@ -138,5 +141,5 @@ def check_header(image: bytes) -> Eh:
     return eh
 
 
-def program_headers(image: bytes, eh: Eh) -> list[Ph]:
+def program_headers(image: Image, eh: Eh) -> list[Ph]:
     return [Ph.unpack(image, eh.phoff + i * PH.size) for i in range(eh.phnum)]

@@ -126,9 +126,11 @@ class Kernel:
         mod = modules[0]
         self.console.line(f"load module from {mod.start:x} - {mod.end:x} "
                           f"({mod.end - mod.start} bytes) : {mod.cmdline}")
-        image = self.memory.read(mod.start, mod.end - mod.start)
         try:
-            plan = plan_load(image, ram=self.memory.size)
+            # Planning reads the headers in place: no copy of a module as
+            # large as RAM (and the view is released before the RAM is).
+            with self.memory.view[mod.start:mod.end] as image:
+                plan = plan_load(image, ram=self.memory.size)
         except ElfError as err:
             raise KernelPanic(f"ELF error: {err}", STATUS_ELF) from None
         for line in segment_lines(plan, mod.start):

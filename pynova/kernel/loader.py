@@ -19,7 +19,16 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from pynova.kernel.elf import PF_W, PT_LOAD, Eh, ElfError, Ph, check_header, program_headers
+from pynova.kernel.elf import (
+    PF_W,
+    PT_LOAD,
+    Eh,
+    ElfError,
+    Image,
+    Ph,
+    check_header,
+    program_headers,
+)
 from pynova.kernel.layout import MAX_MEM, PAGE_SIZE, USER_END, USER_STACK_TOP, align_down, align_up
 from pynova.kernel.ptab import PRESENT, RW, USER
 
@@ -92,6 +101,9 @@ class _Seg(NamedTuple):
 
     @property
     def file_pages(self) -> tuple[int, int]:
+        """The pages holding its file bytes (none without any)."""
+        if self.vaddr == self.file_end:
+            return self.vaddr, self.vaddr
         return align_down(self.vaddr), align_up(self.file_end)
 
 
@@ -258,7 +270,7 @@ def _needs_stack(runs: list[Run]) -> bool:
     return not any(run.virt <= page < run.end for run in runs)
 
 
-def plan(image: bytes, ram: int = MAX_MEM) -> Plan:
+def plan(image: Image, ram: int = MAX_MEM) -> Plan:
     """Check an ELF image and plan its address space for a machine with
     ``ram`` bytes of RAM; raise ElfError on the first check that fails."""
     eh = check_header(image)

@@ -211,12 +211,16 @@ def explain(fault: Fault, ctx: Context) -> list[str]:
     return ["why: " + lines[0]] + ["  " + line for line in lines[1:]]
 
 
-def module_image(kernel: Kernel) -> bytes:
+def module_symbols(kernel: Kernel) -> SymbolTable:
+    """The boot module's symbols, read from guest RAM piece by piece (the
+    module may be as large as RAM: no copy of it is made)."""
     info = kernel.boot_info
     if info is None or not info.modules:
-        return b""
+        return SymbolTable([])
     mod = info.modules[0]
-    return kernel.memory.read(mod.start, mod.end - mod.start)
+    return SymbolTable.from_reader(lambda offset, size: kernel.memory.read(mod.start + offset,
+                                                                           size),
+                                   mod.end - mod.start, until=kernel.limits.deadline)
 
 
 def explain_fault(kernel: Kernel, fault: Fault) -> list[str]:
@@ -225,8 +229,7 @@ def explain_fault(kernel: Kernel, fault: Fault) -> list[str]:
     if kernel.limits.time_is_up():  # it counts in the run's time limit
         return ["why: (no explanation: the time limit has run out)"]
     try:
-        symbols = SymbolTable.from_elf(module_image(kernel), until=kernel.limits.deadline)
-        ctx = Context(ec.pd, symbols, ec.regs.esp)
+        ctx = Context(ec.pd, module_symbols(kernel), ec.regs.esp)
         return explain(fault, ctx)
     except Exception as err:  # noqa: BLE001 - an explanation must not kill the report
         return [f"why: (no explanation: {type(err).__name__}: {err})"]

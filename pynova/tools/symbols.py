@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import struct
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 SHDR = struct.Struct("<10I")
@@ -20,6 +21,10 @@ SHN_UNDEF, SHN_ABS = 0, 0xFFF1
 #: explanation reads at most this many symbols, names this long.
 MAX_SYMBOLS = 1 << 16
 MAX_NAME = 256
+
+
+#: read(offset, length) -> the file's bytes there
+Reader = Callable[[int, int], bytes]
 
 
 class Symbol(NamedTuple):
@@ -41,8 +46,15 @@ class SymbolTable:
         """Parse ``.symtab`` (its first MAX_SYMBOLS entries); an image
         without one, a damaged one, or running past the monotonic time
         ``until`` gives an empty table, never an exception."""
+        return cls.from_reader(lambda offset, size: image[offset:offset + size], len(image),
+                               until)
+
+    @classmethod
+    def from_reader(cls, read: Reader, size: int, until: float | None = None) -> SymbolTable:
+        """``from_elf`` for an image of ``size`` bytes read in pieces
+        (``read(offset, length)``): no copy of the whole file is made."""
         try:
-            return cls(list(_read_symbols(image, until)))
+            return cls(list(_read_symbols(_Image(read, size), until)))
         except (struct.error, IndexError, ValueError, TimeoutError):
             return cls([])
 
@@ -87,14 +99,25 @@ class SymbolTable:
         return f"{sym.name}+{offset:#x}" if offset else sym.name
 
 
-def _symtab(image: bytes) -> tuple[int, int, int] | None:
+class _Image(NamedTuple):
+    read: Reader
+    size: int
+
+    def piece(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset``, or ValueError past the end."""
+        if offset < 0 or offset + length > self.size:
+            raise ValueError(f"{offset:#x}+{length:#x} lies outside the file")
+        return self.read(offset, length)
+
+
+def _symtab(image: _Image) -> tuple[int, int, int] | None:
     """(offset, size, string table offset) of the symbol table: the first
     SHT_SYMTAB section (the gABI allows one per file)."""
-    shoff = struct.unpack_from("<I", image, 32)[0]
-    shentsize, shnum = struct.unpack_from("<HH", image, 46)
-    if not shoff or shentsize != SHDR.size or shoff + shnum * SHDR.size > len(image):
+    shoff, = struct.unpack("<I", image.piece(32, 4))
+    shentsize, shnum = struct.unpack("<HH", image.piece(46, 4))
+    if not shoff or shentsize != SHDR.size or shoff + shnum * SHDR.size > image.size:
         return None
-    shdrs = image[shoff:shoff + shnum * SHDR.size]
+    shdrs = image.piece(shoff, shnum * SHDR.size)
     for sh in SHDR.iter_unpack(shdrs):
         if sh[1] == SHT_SYMTAB:
             if sh[6] >= shnum:
@@ -103,20 +126,21 @@ def _symtab(image: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-def _cstring(image: bytes, offset: int) -> str:
-    end = image.find(b"\0", offset, offset + MAX_NAME)
+def _cstring(image: _Image, offset: int) -> str:
+    text = image.piece(offset, max(0, min(MAX_NAME, image.size - offset)))
+    end = text.find(b"\0")
     if end < 0:
         raise ValueError(f"symbol name at {offset:#x} is not a string")
-    return image[offset:end].decode("latin-1")
+    return text[:end].decode("latin-1")
 
 
-def _read_symbols(image: bytes, until: float | None):  # type: ignore[no-untyped-def]
+def _read_symbols(image: _Image, until: float | None):  # type: ignore[no-untyped-def]
     found = _symtab(image)
     if found is None:
         return
     offset, size, strtab_off = found
-    count = min(size, max(0, len(image) - offset)) // SYM.size
-    table = image[offset:offset + min(count, MAX_SYMBOLS) * SYM.size]
+    count = min(size, max(0, image.size - offset)) // SYM.size
+    table = image.piece(offset, min(count, MAX_SYMBOLS) * SYM.size)
     for n, (name, value, sym_size, info, _other, shndx) in enumerate(SYM.iter_unpack(table)):
         if until is not None and n % 4096 == 4095 and time.monotonic() >= until:
             raise TimeoutError("out of time reading the symbols")
