@@ -48,9 +48,12 @@ def _load(program: Program, mem: int) -> tuple[bytes, str]:
     return read_module(path, mem), path.name
 
 
-def check_max_output(max_output: object) -> None:
+def check_options(max_output: object, quantum: object) -> None:
     if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 0:
         raise ValueError(f"max_output must be a number of characters >= 0, not {max_output!r}")
+    if quantum is not None and (isinstance(quantum, bool) or not isinstance(quantum, int)
+                                or quantum <= 0):
+        raise ValueError(f"quantum must be a positive number of instructions, not {quantum!r}")
 
 
 def run(program: Program, *, max_insns: int | None = None, timeout: float | None = None,
@@ -63,7 +66,7 @@ def run(program: Program, *, max_insns: int | None = None, timeout: float | None
     keeps at most ``max_output`` characters (``output_dropped`` counts the
     rest)."""
     check_limits(max_insns, timeout)
-    check_max_output(max_output)
+    check_options(max_output, quantum)
     check_mem(mem)
     try:
         image, name = _load(program, mem)

@@ -125,7 +125,7 @@ def test_cli_refuses_bad_timeouts(value: str) -> None:
     {"timeout": float("inf")}, {"timeout": -1}, {"timeout": 0}, {"timeout": float("nan")},
     {"timeout": "5"}, {"timeout": True}, {"max_insns": 0}, {"max_insns": -5},
     {"max_insns": 1.5}, {"max_insns": True}, {"max_insns": 1 << 64}, {"max_output": -1},
-    {"max_output": 2.0},
+    {"max_output": 2.0}, {"quantum": 0}, {"quantum": -3},
 ])
 def test_api_refuses_bad_limits_with_value_error(limits: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match="must be"):

@@ -23,8 +23,8 @@ Image = bytes | memoryview
 
 EH = struct.Struct("<16sHHIIIIIHHHHHH")
 PH = struct.Struct("<8I")
-#: The most program headers the kernel reads: 64 KiB of them, the bound
-#: Linux's ELF loader puts on the table too. GNU ld writes fewer than 20.
+#: The most program headers the kernel reads: 64 KiB of them (GNU ld
+#: writes fewer than 20), so the loader's work stays bounded.
 MAX_PHNUM = 65536 // PH.size
 
 ET_NAMES = {0: "NONE", 1: "REL", 2: "EXEC", 3: "DYN", 4: "CORE"}
