@@ -144,6 +144,9 @@ def mutate_size(image: bytearray, rng: random.Random) -> str:
 
 
 def mutate_bytes(image: bytearray, rng: random.Random) -> str:
+    if not image:
+        image += rng.randbytes(rng.choice((1, 4, 52)))
+        return "bytes from nothing"
     count = rng.choice((1, 2, 8, 64))
     for _ in range(count):
         at = rng.randrange(len(image))
@@ -162,8 +165,17 @@ def mutant(images: dict[str, bytes], seed: int, index: int) -> tuple[bytes, str]
     rng = random.Random(seed * 1_000_003 + index)
     name = rng.choice(sorted(images))
     image = bytearray(images[name])
-    steps = [rng.choice(MUTATIONS)(image, rng) for _ in range(rng.choice((1, 1, 2, 3)))]
+    steps = [_apply(rng.choice(MUTATIONS), image, rng) for _ in range(rng.choice((1, 1, 2, 3)))]
     return bytes(image), f"{name}: " + ", ".join(steps)
+
+
+def _apply(mutation: Callable[[bytearray, random.Random], str], image: bytearray,
+           rng: random.Random) -> str:
+    """A mutation, or random bytes where the image is too short for it."""
+    try:
+        return mutation(image, rng)
+    except struct.error:
+        return mutate_bytes(image, rng)
 
 
 # ---------------------------------------------------------------- runs

@@ -13,8 +13,9 @@ import random
 
 import pytest
 
+from pynova.kernel import Kernel
 from pynova.kernel.elf import PF_W, PT_LOAD, ElfError
-from pynova.kernel.layout import PAGE_SIZE, align_down, align_up
+from pynova.kernel.layout import KERNEL_END, MBI_PHYS, PAGE_SIZE, align_down, align_up
 from pynova.kernel.loader import check_segment, plan
 from pynova.kernel.ptab import PRESENT, RW, USER
 
@@ -138,3 +139,24 @@ def test_the_overlap_errors_name_the_segment_and_the_address() -> None:
     with pytest.raises(ElfError, match=r"segment 1: file bytes at 0x2200 overlap another "
                                        r"segment's zero-filled memory"):
         plan(bss)
+
+
+@pytest.mark.parametrize("case", ["hello", "bss", "spread"])
+def test_frames_needed_is_what_loading_takes(case: str) -> None:
+    from pynova.kernel.pd import frames_needed
+    from pynova.machine import Console, Machine
+    from pynova.toolchain import example_path
+
+    if case == "spread":   # bss in three 4 MiB regions, a copy page, no stack segment
+        image = elf([Seg(0x2000, 0x1000, 0x180, 0x3000, FLAGS_RW),
+                     Seg(0x7FF000, 0x2000, 0x10, 0x2000, FLAGS_RW),
+                     Seg(0x10000000, 0, 0, 0x5000, FLAGS_RW)], 0x2000, size=0x3000)
+    else:
+        image = example_path(case).read_bytes()
+    with Machine(16 << 20, Console()) as machine:
+        kernel = Kernel(machine)
+        kernel.boot(machine.load_multiboot([(image, case)], MBI_PHYS, KERNEL_END))
+        free = kernel.kalloc.free_count
+        kernel.root_invoke()
+        # root_invoke takes one more frame: the page directory
+        assert free - kernel.kalloc.free_count == frames_needed(plan(image)) + 1
