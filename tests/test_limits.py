@@ -436,6 +436,17 @@ def test_gdb_holding_the_program_stopped_keeps_the_time_limit() -> None:
     assert status == 124 and out.splitlines()[-1] == "limit: time is up (--timeout)"
 
 
+def test_gdb_with_a_huge_time_limit() -> None:
+    # Socket and lock timeouts overflow long before 1e300 seconds.
+    proc, port = start_gdb_cli("exit42", "--timeout", "1e300", "--gdb-wait")
+    with connect(port) as sock:
+        sock.sendall(frame(b"QStartNoAckMode"))
+        read_until(sock, frame(b"OK"))
+        sock.sendall(frame(b"c"))
+        assert read_until(sock, frame(b"W2a")).endswith(frame(b"W2a"))
+    assert ended(proc, 20)[0] == 42
+
+
 def test_gdb_sees_the_exit_when_the_limit_ends_a_continue() -> None:
     proc, port = start_gdb_cli("spin", "--max-insns", "1000", "--gdb-wait")
     with connect(port) as sock:

@@ -26,6 +26,7 @@ from pynova.tools.gdbstub.target import Target
 
 LOG = logging.getLogger(__name__)
 RECV_SIZE = 4096
+WAIT_STEP = 3600.0
 
 _Inbox = queue.Queue[Packet | None]
 
@@ -55,12 +56,15 @@ class GdbServer:
         """Wait for one client and debug until it leaves; the last stop.
         If the target's time limit runs out first, the target ends and
         ``initial_stop`` is returned."""
-        try:
-            conn = self.accept(timeout=self._target.time_left())
-        except TimeoutError:  # (socket.timeout)
-            LOG.info("no gdb came before the time limit")
-            self._target.time_up()
-            return initial_stop
+        while True:
+            try:
+                conn = self.accept(timeout=_step(self._target.time_left()))
+                break
+            except TimeoutError:  # (socket.timeout)
+                if not self._target.time_left():
+                    LOG.info("no gdb came before the time limit")
+                    self._target.time_up()
+                    return initial_stop
         return self.serve_connection(conn, initial_stop)
 
     def accept(self, timeout: float | None = None) -> socket.socket:
@@ -104,8 +108,10 @@ class GdbServer:
         closes."""
         while True:
             try:
-                packet = inbox.get(timeout=self._target.time_left())
+                packet = inbox.get(timeout=_step(self._target.time_left()))
             except queue.Empty:
+                if self._target.time_left():
+                    continue
                 LOG.info("the time limit ran out while gdb held the program")
                 self._target.time_up()
                 return True
@@ -129,6 +135,12 @@ class GdbServer:
             LOG.info("gdb connection lost: %s", err)
         finally:
             inbox.put(None)
+
+
+def _step(left: float | None) -> float | None:
+    """A wait of at most WAIT_STEP seconds towards a limit ``left`` away
+    (socket and lock timeouts overflow far below a finite float's range)."""
+    return None if left is None else min(left, WAIT_STEP)
 
 
 def _send_quietly(conn: socket.socket, data: bytes) -> None:
