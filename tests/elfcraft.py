@@ -8,10 +8,8 @@ from typing import NamedTuple
 
 from pynova.kernel.elf import EH, PF_R, PF_W, PF_X, PH, PT_LOAD
 
-SHDR = struct.Struct("<10I")
-SYM = struct.Struct("<IIIBBH")
-#: `mov $6, %eax; xor %esi, %esi; mov %esp, %ecx; lea 1f, %edx; sysenter; 1:`
-#: exit(0) from anywhere (edx holds the address after sysenter once patched).
+SHDR = struct.Struct("<10I")   # Elf32_Shdr
+SYM = struct.Struct("<IIIBBH")  # Elf32_Sym
 RX, RW = PF_R | PF_X, PF_R | PF_W
 
 
