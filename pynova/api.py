@@ -19,8 +19,11 @@ from os import PathLike
 from pathlib import Path
 
 from pynova.kernel.exceptions import Fault
+from pynova.kernel.kernel import KernelPanic
+from pynova.kernel.limits import check_limits
+from pynova.machine.console import DEFAULT_KEEP
 from pynova.program_output import ProgramConsole
-from pynova.runner import run_image
+from pynova.runner import check_mem, read_module, run_image
 from pynova.tools.maps import Range, ranges
 
 Program = str | bytes | PathLike[str]
@@ -30,7 +33,7 @@ Program = str | bytes | PathLike[str]
 class Result:
     """What one run produced."""
 
-    output: str                 # everything the kernel and program wrote on the console
+    output: str                 # what the kernel and program wrote on the console (see max_output)
     status: int                 # the exit status `pynova run` would return (docs/ABI.md)
     reason: str                 # exit | done | fault | limit | elf | boot | not_found
     message: str = ""
@@ -40,6 +43,8 @@ class Result:
     #: only what the program printed (the print call), in order, byte for
     #: byte: no banner, load lines, reports or explanations
     program_output: bytes = b""
+    output_dropped: int = 0     # characters left out of ``output`` (0: it is complete)
+    program_output_dropped: int = 0  # bytes left out of the end of ``program_output``
 
     @property
     def ok(self) -> bool:
@@ -54,14 +59,14 @@ class ProgramNotFound(Exception):
     """The program could not be read or built (status 127)."""
 
 
-def _load(program: Program) -> tuple[bytes, str]:
+def _load(program: Program, mem: int) -> tuple[bytes, str]:
     if isinstance(program, bytes):
         return program, "program"
     if isinstance(program, str) and program.startswith(EXAMPLE_PREFIX):
-        return _example(program[len(EXAMPLE_PREFIX):])
+        return _example(program[len(EXAMPLE_PREFIX):], mem)
     path = Path(program)
     try:
-        return path.read_bytes(), os.fsencode(path.name).decode("latin-1")
+        return read_module(path, mem), os.fsencode(path.name).decode("latin-1")
     except OSError as err:
         hint = ""
         if isinstance(program, str) and "/" not in program and not path.exists():
@@ -69,31 +74,47 @@ def _load(program: Program) -> tuple[bytes, str]:
         raise ProgramNotFound(f"{program}: {err.strerror or err}{hint}") from None
 
 
-def _example(name: str) -> tuple[bytes, str]:
+def _example(name: str, mem: int) -> tuple[bytes, str]:
     from pynova import toolchain
     try:
-        return toolchain.example_path(name).read_bytes(), name
+        return read_module(toolchain.example_path(name), mem), name
     except toolchain.UnknownExample as err:
         raise ProgramNotFound(f"{EXAMPLE_PREFIX}{name}: {err}") from None
     except (toolchain.ToolchainError, OSError) as err:
         raise ProgramNotFound(f"{EXAMPLE_PREFIX}{name}: cannot build it: {err}") from None
 
 
+def check_options(max_output: object, quantum: object) -> None:
+    if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 0:
+        raise ValueError(f"max_output must be a number of characters >= 0, not {max_output!r}")
+    if quantum is not None and (isinstance(quantum, bool) or not isinstance(quantum, int)
+                                or quantum <= 0):
+        raise ValueError(f"quantum must be a positive number of instructions, not {quantum!r}")
+
+
 def run(program: Program, *, max_insns: int | None = None, timeout: float | None = None,
         mem: int = 128 << 20, quantum: int | None = 10000, explain: bool = True,
-        count_instructions: bool = False) -> Result:
+        count_instructions: bool = False, max_output: int = DEFAULT_KEEP) -> Result:
     """Run an i386 ELF program (a path, the bytes of the file, or
     ``"example:NAME"``) on a fresh machine and return what happened. A
     program that cannot be read gives status 127 (see the module's doc).
 
     ``instructions`` is always counted with pynova's patched libunicorn (at
     no cost); with the wheel's only for ``max_insns`` or when asked with
-    ``count_instructions`` (a Python hook per block: many times slower)."""
+    ``count_instructions`` (a Python hook per block: many times slower).
+    Bad limits raise ValueError (see docs/ABI.md, "Limits"); ``output``
+    and ``program_output`` keep at most ``max_output`` characters (bytes)
+    each (``output_dropped``, ``program_output_dropped`` count the rest)."""
+    check_limits(max_insns, timeout)
+    check_options(max_output, quantum)
+    check_mem(mem)
     try:
-        image, name = _load(program)
+        image, name = _load(program, mem)
     except ProgramNotFound as err:
         return Result("", STATUS_NOT_FOUND, "not_found", str(err))
-    console = ProgramConsole()
+    except KernelPanic as err:
+        return Result(f"{err}\n", err.status, "boot", str(err))
+    console = ProgramConsole(keep=max_output)
     final: list[list[Range]] = []
 
     def on_exit(kernel) -> None:  # type: ignore[no-untyped-def]
@@ -101,7 +122,7 @@ def run(program: Program, *, max_insns: int | None = None, timeout: float | None
 
     r = run_image(image, name, mem_size=mem, console=console, max_insns=max_insns,
                   timeout=timeout, quantum=quantum, count_instructions=count_instructions,
-                  explain=explain,
-                  on_exit=on_exit)
+                  explain=explain, on_exit=on_exit)
     return Result(r.output, r.status, r.reason, r.message, r.fault, r.instructions,
-                  final[0] if final else [], bytes(console.program))
+                  final[0] if final else [], bytes(console.program), r.output_dropped,
+                  console.program_dropped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -45,6 +46,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A time limit: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0: {text!r}")
     return value
 
 
@@ -92,13 +104,17 @@ def example_program(name: str, spec: str) -> Path:
         raise CliError(f"pynova: cannot build {spec}: {err}", STATUS_NOT_FOUND) from None
 
 
-def read_program(spec: str) -> tuple[bytes, str]:
+def read_program(spec: str, mem_size: int | None = None) -> tuple[bytes, str]:
     """The file's bytes and its name for the Multiboot command line: the
     name's bytes as the file system has them, one character each (a boot
-    loader passes bytes; the console prints them back unchanged)."""
+    loader passes bytes; the console prints them back unchanged).
+    KernelPanic (125) if ``mem_size`` of RAM (or the most pynova has)
+    cannot hold it: checked before reading it."""
+    from pynova.runner import read_module
     path, name = resolve_program(spec)
     try:
-        return path.read_bytes(), os.fsencode(name).decode("latin-1")
+        data = read_module(path, *([] if mem_size is None else [mem_size]))
+        return data, os.fsencode(name).decode("latin-1")
     except OSError as err:
         raise CliError(f"pynova: {spec}: {err.strerror}", STATUS_NOT_FOUND) from None
 
@@ -116,23 +132,35 @@ def writable_file(option: str, name: str) -> Path:
 
 # ------------------------------------------------------------------ commands
 def cmd_run(args: argparse.Namespace) -> int:
+    from pynova.interrupt import CtrlC
+    from pynova.kernel.kernel import KernelPanic
     from pynova.program_output import GuardedStdout, ProgramConsole
-    from pynova.runner import run_image
+    from pynova.runner import check_mem, run_image
 
-    image, name = read_program(args.program)
-    modules = [(image, name)] + [read_program(extra) for extra in args.module]
+    check_mem(args.mem)
+    try:
+        image, name = read_program(args.program, args.mem)
+        modules = [(image, name)] + [read_program(extra, args.mem) for extra in args.module]
+    except KernelPanic as err:  # too big: what the boot loader would say
+        print(err)
+        return err.status
     sys.stdout.flush()
     stdout = GuardedStdout(sys.stdout)
-    console = ProgramConsole(program_stream=stdout) if args.quiet else ProgramConsole(stdout)
+    # A stream: the console keeps nothing in memory (keep=0).
+    console = ProgramConsole(program_stream=stdout, keep=0) if args.quiet else \
+        ProgramConsole(stdout, keep=0)
     hooks = trace_hooks(args.trace) if args.trace else {}
     if args.gdb is not None:
         hooks["setup"] = chain(hooks.get("setup"), gdb_setup(args.gdb, args.gdb_wait))
     elif args.gdb_wait:
         raise CliError("pynova run: --gdb-wait needs --gdb PORT", STATUS_USAGE)
-    result = run_image(image, name, mem_size=args.mem, console=console,
-                       max_insns=args.max_insns, timeout=args.timeout,
-                       quantum=args.quantum, modules=modules,
-                       explain=not args.no_explain, **hooks)
+    ctrl_c = CtrlC()  # Ctrl-C stops the CPU too, not only Python (status 130)
+    hooks["setup"] = chain(ctrl_c.attach, hooks.get("setup"))
+    with ctrl_c:
+        result = run_image(image, name, mem_size=args.mem, console=console,
+                           max_insns=args.max_insns, timeout=args.timeout,
+                           quantum=args.quantum, modules=modules,
+                           explain=not args.no_explain, **hooks)
     if stdout.problem:
         print(f"pynova: {stdout.problem}", file=sys.stderr)
     return result.status
@@ -193,10 +221,10 @@ def cmd_maps(args: argparse.Namespace) -> int:
     from pynova.kernel.kernel import KernelPanic
     from pynova.tools.maps import format_space, inspect
 
-    image, name = read_program(args.program)
     svg = writable_file("--svg", args.svg) if args.svg else None
     try:
-        modules = [(image, name)] + [read_program(extra) for extra in args.module]
+        image, name = read_program(args.program, args.mem)
+        modules = [(image, name)] + [read_program(extra, args.mem) for extra in args.module]
         space, outcome, _output = inspect(modules, at=args.at, mem_size=args.mem,
                                           max_insns=args.max_insns, timeout=args.timeout,
                                           quantum=args.quantum)
@@ -284,7 +312,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="guest RAM, e.g. 128M (default), 4M, 1G")
     p.add_argument("--max-insns", type=positive_int, metavar="N",
                    help="stop after N user instructions (exit status 124)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS",
                    help="stop after this much wall-clock time (exit status 124)")
     p.add_argument("--quantum", type=positive_int, metavar="N",
                    help="preempt a thread after N instructions (default 10000)",

@@ -13,6 +13,7 @@ import os
 from typing import TextIO
 
 from pynova.machine import Console
+from pynova.machine.console import DEFAULT_KEEP
 
 
 class GuardedStdout:
@@ -71,17 +72,24 @@ class GuardedStdout:
 
 class ProgramConsole(Console):
     """A console that also keeps what the program printed, in order, byte
-    for byte (``program``), and can echo only that (``program_stream``)
-    while ``stream`` (the kernel's lines and the program's) stays None."""
+    for byte (``program``: its first ``keep`` bytes; ``program_dropped``
+    counts the rest), and can echo only that (``program_stream``) while
+    ``stream`` (the kernel's lines and the program's) stays None."""
 
     def __init__(self, stream: GuardedStdout | None = None,
-                 program_stream: GuardedStdout | None = None) -> None:
-        super().__init__(stream)  # type: ignore[arg-type]
+                 program_stream: GuardedStdout | None = None, *,
+                 keep: int = DEFAULT_KEEP) -> None:
+        super().__init__(stream, keep=keep)  # type: ignore[arg-type]
         self.program = bytearray()
+        self.program_dropped = 0
+        self._program_room = keep
         self._program_stream = program_stream
 
     def write_bytes(self, data: bytes) -> None:
-        self.program += data
+        kept = data[:self._program_room]
+        self.program += kept
+        self._program_room -= len(kept)
+        self.program_dropped += len(data) - len(kept)
         if self._program_stream is not None:
             self._program_stream.write_bytes(data)
         super().write_bytes(data)

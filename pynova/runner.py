@@ -3,6 +3,8 @@ Python API share."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -10,6 +12,7 @@ from pynova.kernel import Kernel, Outcome
 from pynova.kernel.exceptions import Fault
 from pynova.kernel.kernel import STATUS_BOOT, KernelPanic
 from pynova.kernel.layout import KERNEL_END, MAX_MEM, MBI_PHYS, MIN_MEM
+from pynova.kernel.limits import Limits
 from pynova.machine import BootLoaderError, Console, Machine
 
 
@@ -22,6 +25,29 @@ class RunResult(NamedTuple):
     message: str = ""
     fault: Fault | None = None
     instructions: int | None = None
+    output_dropped: int = 0  # characters of output the console did not keep
+
+
+def read_module(path: str | os.PathLike[str], mem_size: int = MAX_MEM) -> bytes:
+    """A program file's bytes, refused (KernelPanic, status 125) when a
+    machine with ``mem_size`` bytes of RAM cannot hold it, before reading
+    it: a regular file by its size, anything else (a pipe, a device) by
+    reading no more than fits. OSError if it cannot be read."""
+    room = mem_size - KERNEL_END
+    with open(path, "rb") as f:
+        info = os.fstat(f.fileno())
+        if stat.S_ISREG(info.st_mode) and info.st_size > room:
+            raise _too_big(f"{info.st_size} bytes", mem_size)
+        data = f.read(room + 1)
+    if len(data) > room:
+        raise _too_big(f"more than {room} bytes", mem_size)
+    return data
+
+
+def _too_big(size: str, mem_size: int) -> KernelPanic:
+    # The words of the boot loader's own refusal (machine/multiboot.py).
+    return KernelPanic(f"boot error: module of {size} does not fit into {mem_size >> 20} MiB "
+                       f"of RAM", STATUS_BOOT)
 
 
 def check_mem(mem_size: int) -> None:
@@ -31,14 +57,14 @@ def check_mem(mem_size: int) -> None:
 
 
 def boot(machine: Machine, modules: list[tuple[bytes, str]], *,
-         quantum: int | None = None) -> Kernel:
+         quantum: int | None = None, limits: Limits | None = None) -> Kernel:
     """Load the modules as a boot loader does, boot the kernel and run
     root_invoke. Raises KernelPanic if the kernel cannot start the task."""
     try:
         mbi = machine.load_multiboot(modules, MBI_PHYS, KERNEL_END)
     except BootLoaderError as err:
         raise KernelPanic(f"boot error: {err}", STATUS_BOOT) from None
-    kernel = Kernel(machine, quantum=quantum)
+    kernel = Kernel(machine, quantum=quantum, limits=limits)
     kernel.boot(mbi)
     kernel.root_invoke()
     return kernel
@@ -58,25 +84,35 @@ def run_image(image: bytes, name: str, *, mem_size: int = 128 << 20,
     there), ``on_exit`` sees it after the task ended, before the machine
     is closed."""
     check_mem(mem_size)
+    limits = Limits(max_insns, timeout)  # the clock starts here: loading counts
     console = console if console is not None else Console()
     with Machine(mem_size, console) as machine:
         try:
             kernel = boot(machine, modules if modules is not None else [(image, name)],
-                          quantum=quantum)
+                          quantum=quantum, limits=limits)
         except KernelPanic as err:
             console.line(str(err))
             reason = "elf" if str(err).startswith("ELF error") else "boot"
-            return RunResult(err.status, reason, console.output, str(err))
-        if explain:
-            from pynova.tools.explain import explain_fault
-            kernel.explain = explain_fault
-        if count_instructions:
-            machine.cpu.set_counting(True)
-        if setup is not None:
-            setup(kernel)
-        outcome: Outcome = kernel.run(max_insns=max_insns, timeout=timeout)
-        if on_exit is not None:
-            on_exit(kernel)
+            return RunResult(err.status, reason, console.output, str(err),
+                             output_dropped=console.dropped)
+        try:
+            outcome = _run(kernel, explain, count_instructions, setup)
+            if on_exit is not None:
+                on_exit(kernel)
+        finally:
+            kernel.disarm()
         counted = machine.cpu.instructions if machine.cpu.counting else None
         return RunResult(outcome.status, outcome.reason, console.output, outcome.message,
-                         outcome.fault, counted)
+                         outcome.fault, counted, console.dropped)
+
+
+def _run(kernel: Kernel, explain: bool, count_instructions: bool,
+         setup: Callable[[Kernel], None] | None) -> Outcome:
+    if explain:
+        from pynova.tools.explain import explain_fault
+        kernel.explain = explain_fault
+    if count_instructions:
+        kernel.cpu.set_counting(True)
+    if setup is not None:
+        setup(kernel)
+    return kernel.run()

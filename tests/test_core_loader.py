@@ -43,8 +43,9 @@ def text_index(image: bytearray) -> int:
 
 
 def grow_text(image: bytearray) -> bytearray:
-    """A 4 MiB zero-filled tail after the text: more than 2 MiB of RAM holds."""
-    return patch_ph(image, text_index(image), memsz=0x400000)
+    """A 1.5 MiB zero-filled tail after the text: less than 2 MiB of RAM
+    (the loader's cap), more than the frames left free in it."""
+    return patch_ph(image, text_index(image), memsz=0x180000)
 
 
 def ident(image: bytearray, pos: int, value: int) -> bytearray:

@@ -57,6 +57,7 @@ class FakeTarget:
     stops: list[StopReason] = field(default_factory=list)
     resumes: list[tuple[bool, int | None, int]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    deadline: float | None = None  # monotonic: the program's time limit
 
     def threads(self) -> list[int]:
         return list(self.thread_ids)
@@ -106,6 +107,12 @@ class FakeTarget:
 
     def detach(self) -> None:
         self.events.append("detach")
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def time_up(self) -> None:
+        self.events.append("time up")
 
 
 def make_session(**kwargs: object) -> tuple[GdbSession, FakeTarget]:
@@ -930,7 +937,8 @@ def test_ctrl_c_stops_a_spinning_program_and_detach_lets_it_finish(tmp_path: Pat
     from pynova.kernel.ptab import RW
 
     program = spin_program(tmp_path)
-    text = [v for v, page in plan(program.read_bytes()).pages.items() if not page.attr & RW]
+    text = [v for run in plan(program.read_bytes()).runs if not run.attr & RW
+            for v in range(run.virt, run.end, 4096)]
     run = start_debugged(program)
     with socket.create_connection(("127.0.0.1", run.port)) as sock:
         sock.sendall(frame(b"QStartNoAckMode"))

@@ -24,7 +24,7 @@ def hello_space(at: str = "start") -> AddressSpace:
 def hello_pages() -> tuple[int, int, int]:
     """(stack, data, text) page of hello, from the loader's plan."""
     loaded = plan(example_path("hello").read_bytes())
-    data, text = (next(v for v, p in loaded.pages.items() if bool(p.attr & RW) == rw)
+    data, text = (next(run.virt for run in loaded.runs if bool(run.attr & RW) == rw)
                   for rw in (True, False))
     return loaded.stack_page, data, text
 
@@ -35,8 +35,8 @@ def test_hello_lists_exactly_the_loaded_pages_with_their_flags():
     stack, data, text = hello_pages()
     space = hello_space()
     listed = {virt: r.flags for r in space.ranges for virt in range(r.virt, r.end, 4096)}
-    assert listed == {virt: page.attr for virt, page in loaded.pages.items()} | \
-        {stack: PRESENT | RW | USER}
+    assert listed == {virt: run.attr for run in loaded.runs
+                      for virt in range(run.virt, run.end, 4096)} | {stack: PRESENT | RW | USER}
     assert (stack, data, text) == (0x1000, 0x2000, 0x3000)  # the seed's map
     assert listed[data] == PRESENT | RW | USER
     assert listed[text] == PRESENT | USER        # text: read-only

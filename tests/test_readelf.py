@@ -53,9 +53,9 @@ def test_pages_and_checks_of_bss(example):
     text = "\n".join(lines)
     assert accepted and text.endswith("verdict: accepted")
     assert re.search(r"0x00002000  P RW US  copy .*zero-filled", text)
-    assert re.search(r"0x00003000  P RW US  zero  fresh zeroed frame", text)  # 64 KiB of .bss
+    assert re.search(r"0x00003000  P RW US  zero  16 pages: fresh zeroed frames", text)  # .bss
     main = symbol(example("bss"), "main") & ~0xFFF
-    assert re.search(rf"{main:#010x}  P -- US  file .*module frame, no copy", text)
+    assert re.search(rf"{main:#010x}  P -- US  file .*module frames, no copy", text)
     assert "  0x00001000  P RW US  zero  stack page below stack_top 0x2000 (fresh zeroed frame)" \
         in lines
     assert "FAIL" not in text

@@ -8,6 +8,7 @@ Layouts: System V ABI, "ELF Header", "Program Header", "Sections" and
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -19,12 +20,22 @@ EM_386 = 3
 PT_LOAD = 1
 PF_X, PF_W, PF_R = 1, 2, 4
 
+#: An ELF file's bytes, or a view of them where they lie (guest RAM).
+Image = bytes | memoryview
+
 EH = struct.Struct("<16sHHIIIIIHHHHHH")
 PH = struct.Struct("<8I")
 SHDR = struct.Struct("<10I")        # Elf32_Shdr
 SYM = struct.Struct("<IIIBBH")      # Elf32_Sym: name, value, size, info, other, shndx
 SHT_SYMTAB = 2
 SHN_UNDEF, SHN_ABS = 0, 0xFFF1
+#: The most program headers the kernel reads: 64 KiB of them (GNU ld
+#: writes fewer than 20), so the loader's work stays bounded.
+MAX_PHNUM = 65536 // PH.size
+#: Bounds on the symbol-table work a damaged or hostile file can ask for:
+#: at most this many symbols are read, names at most this long.
+MAX_SYMBOLS = 1 << 16
+MAX_NAME = 256
 
 ET_NAMES = {0: "NONE", 1: "REL", 2: "EXEC", 3: "DYN", 4: "CORE"}
 PT_NAMES = {0: "NULL", 1: "LOAD", 2: "DYNAMIC", 3: "INTERP", 4: "NOTE", 5: "SHLIB",
@@ -55,7 +66,7 @@ class Eh(NamedTuple):
     shstrndx: int
 
     @classmethod
-    def unpack(cls, image: bytes) -> Eh:
+    def unpack(cls, image: Image) -> Eh:
         if len(image) < EH.size:
             raise ElfError(f"truncated ELF header: {len(image)} bytes, need {EH.size}")
         return cls(*EH.unpack_from(image))
@@ -82,7 +93,7 @@ class Ph(NamedTuple):
     align: int
 
     @classmethod
-    def unpack(cls, image: bytes, offset: int) -> Ph:
+    def unpack(cls, image: Image, offset: int) -> Ph:
         return cls(*PH.unpack_from(image, offset))
 
     @property
@@ -114,6 +125,8 @@ HEADER_CHECKS: tuple[HeaderCheck, ...] = (
                 lambda eh, n: f"machine {eh.machine} is not i386 (3)"),
     HeaderCheck("has program headers", lambda eh, n: eh.phnum > 0,
                 lambda eh, n: "no program headers"),
+    HeaderCheck(f"at most {MAX_PHNUM} program headers", lambda eh, n: eh.phnum <= MAX_PHNUM,
+                lambda eh, n: f"{eh.phnum} program headers, more than {MAX_PHNUM}"),
     HeaderCheck(f"program header size is {PH.size}", lambda eh, n: eh.phentsize == PH.size,
                 lambda eh, n: f"program header size {eh.phentsize} is not {PH.size}"),
     HeaderCheck("program headers lie inside the file",
@@ -123,12 +136,12 @@ HEADER_CHECKS: tuple[HeaderCheck, ...] = (
 )
 
 
-def check_magic(image: bytes) -> None:
+def check_magic(image: Image) -> None:
     if len(image) < 4 or image[:4] != ELF_MAGIC:
         raise ElfError("bad magic: not an ELF file")
 
 
-def check_header(image: bytes) -> Eh:
+def check_header(image: Image) -> Eh:
     """The seed's step 1 checks, one reason per failure."""
     check_magic(image)
     eh = Eh.unpack(image)
@@ -138,7 +151,7 @@ def check_header(image: bytes) -> Eh:
     return eh
 
 
-def program_headers(image: bytes, eh: Eh) -> list[Ph]:
+def program_headers(image: Image, eh: Eh) -> list[Ph]:
     return [Ph.unpack(image, eh.phoff + i * PH.size) for i in range(eh.phnum)]
 
 
@@ -152,38 +165,58 @@ class Sym(NamedTuple):
     shndx: int
 
 
-def _section_headers(image: bytes) -> list[tuple[int, ...]]:
-    shoff = struct.unpack_from("<I", image, 32)[0]
-    shentsize, shnum = struct.unpack_from("<HH", image, 46)
+def _piece(image: Image, offset: int, length: int) -> Image:
+    """``length`` bytes at ``offset``, or ValueError past the end."""
+    if offset < 0 or length < 0 or offset + length > len(image):
+        raise ValueError(f"{offset:#x}+{length:#x} lies outside the file")
+    return image[offset:offset + length]
+
+
+def _symtab(image: Image) -> tuple[int, int, int] | None:
+    """(offset, size, string table offset) of the first SHT_SYMTAB section
+    (the gABI allows one per file), or None."""
+    shoff, = struct.unpack_from("<I", _piece(image, 32, 4))
+    shentsize, shnum = struct.unpack_from("<HH", _piece(image, 46, 4))
     if not shoff or shentsize != SHDR.size:
-        return []
-    return [SHDR.unpack_from(image, shoff + i * SHDR.size) for i in range(shnum)]
+        return None
+    shdrs = _piece(image, shoff, shnum * SHDR.size)
+    for sh in SHDR.iter_unpack(shdrs):
+        if sh[1] == SHT_SYMTAB:
+            if sh[6] >= shnum:
+                return None
+            return sh[4], sh[5], SHDR.unpack_from(shdrs, sh[6] * SHDR.size)[4]
+    return None
 
 
-def _cstring(image: bytes, offset: int) -> str:
-    end = image.index(b"\0", offset)
-    return image[offset:end].decode("latin-1")
+def _cstring(image: Image, offset: int) -> str:
+    text = bytes(_piece(image, offset, max(0, min(MAX_NAME, len(image) - offset))))
+    end = text.find(b"\0")
+    if end < 0:
+        raise ValueError(f"symbol name at {offset:#x} is not a string")
+    return text[:end].decode("latin-1")
 
 
-def symbols(image: bytes) -> Iterator[Sym]:
-    """Every named, defined entry of ``.symtab``. A damaged table raises
-    struct.error, IndexError or ValueError part way."""
-    shdrs = _section_headers(image)
-    for sh in shdrs:
-        if sh[1] != SHT_SYMTAB or sh[6] >= len(shdrs):
-            continue
-        strtab_off = shdrs[sh[6]][4]
-        offset, size = sh[4], sh[5]
-        for pos in range(offset, offset + size - SYM.size + 1, SYM.size):
-            name, value, sym_size, info, _other, shndx = SYM.unpack_from(image, pos)
-            if name and shndx != SHN_UNDEF:
-                yield Sym(_cstring(image, strtab_off + name), value, sym_size, info, shndx)
+def symbols(image: Image, until: float | None = None) -> Iterator[Sym]:
+    """The named, defined entries of ``.symtab`` (the first MAX_SYMBOLS).
+    A damaged table raises struct.error or ValueError part way; running
+    past the monotonic time ``until`` raises TimeoutError."""
+    found = _symtab(image)
+    if found is None:
+        return
+    offset, size, strtab_off = found
+    count = min(size, max(0, len(image) - offset)) // SYM.size
+    table = _piece(image, offset, min(count, MAX_SYMBOLS) * SYM.size)
+    for n, (name, value, sym_size, info, _other, shndx) in enumerate(SYM.iter_unpack(table)):
+        if until is not None and n % 4096 == 4095 and time.monotonic() >= until:
+            raise TimeoutError("out of time reading the symbols")
+        if name and shndx != SHN_UNDEF:
+            yield Sym(_cstring(image, strtab_off + name), value, sym_size, info, shndx)
 
 
-def find_symbol(image: bytes, name: str) -> int | None:
+def find_symbol(image: Image, name: str) -> int | None:
     """The value of the symbol ``name``, or None: absent, or the section
     headers or symbol table are damaged (they are optional for running)."""
     try:
         return next((s.value for s in symbols(image) if s.name == name), None)
-    except (struct.error, IndexError, ValueError):
+    except (struct.error, ValueError):
         return None

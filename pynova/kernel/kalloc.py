@@ -2,7 +2,10 @@
 
 Frames never handed out yet are kept as one range (``_next`` up to
 ``_end``), so that booting a machine with a large RAM costs nothing; frames
-given back go onto a free list and are handed out again first.
+given back go onto a free list and are handed out again first. RAM above
+``start`` is untouched when the allocator is made (the host's zero-filled
+mapping), so only frames handed out before need clearing: the host then
+provides a page only when the guest first touches it.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ class Kalloc:
         self._is_freed: set[int] = set()
 
     def alloc(self, zero: bool = True) -> int:
-        """A free frame's physical address, zero-filled unless asked not to."""
+        """A free frame's physical address, reading as zero unless asked not to."""
         if self._freed:
             frame = self._freed.pop()
             self._is_freed.discard(frame)
         elif self._next < self._end:
             frame = self._next
             self._next += PAGE_SIZE
+            zero = False  # never handed out: still as zero as the host made it
         else:
             raise OutOfMemory("out of physical memory")
         if zero:

@@ -19,6 +19,7 @@ from pynova.kernel.ec import Ec, EcState, segment_lines
 from pynova.kernel.elf import ElfError
 from pynova.kernel.exceptions import Fault, report_lines
 from pynova.kernel.kalloc import Kalloc, OutOfMemory
+from pynova.kernel.limits import Limits, Watchdog
 from pynova.kernel.loader import plan as plan_load
 from pynova.kernel.pd import Pd
 from pynova.kernel.ptab import Ptab
@@ -42,6 +43,7 @@ _SYSCALL_STOP, _EXCEPTION, _BUDGET = TrapKind.SYSCALL_STOP, TrapKind.EXCEPTION, 
 STATUS_LIMIT = 124
 STATUS_BOOT = 125
 STATUS_ELF = 126
+TIME_UP = "limit: time is up (--timeout)"
 
 
 class Outcome(NamedTuple):
@@ -78,7 +80,8 @@ class KernelPanic(Exception):
 class Kernel:
     """A NOVA-style kernel for one task (one Pd) with any number of Ecs."""
 
-    def __init__(self, machine: Machine, *, quantum: int | None = None) -> None:
+    def __init__(self, machine: Machine, *, quantum: int | None = None,
+                 limits: Limits | None = None) -> None:
         self.machine = machine
         self.memory = machine.memory
         self.cpu = machine.cpu
@@ -93,7 +96,15 @@ class Kernel:
         self.outcome: Outcome | None = None
         self.stats = KernelStats()
         self._pending: _Pending | None = None
-        self._time_up = False
+        #: The CPU is running user code (``interrupt`` is for then).
+        self.in_cpu = False
+        self.interrupted = False
+        self.limits = limits if limits is not None else Limits()
+        self._armed = False
+        self._watchdog: Watchdog | None = None
+        self._stop_lock = threading.Lock()
+        self._stoppable = True  # until disarmed: the CPU may be freed after that
+        self._watchdog_fired = False
         self._entry_cr3 = layout.KERNEL_PD_PHYS  # CR3 in the saved kernel entry state
         self._fpu_owner: Ec | None = None  # whose x87/SSE state the CPU holds
         self.syscalls = Syscalls(self)
@@ -126,9 +137,11 @@ class Kernel:
         mod = modules[0]
         self.console.line(f"load module from {mod.start:x} - {mod.end:x} "
                           f"({mod.end - mod.start} bytes) : {mod.cmdline}")
-        image = self.memory.read(mod.start, mod.end - mod.start)
         try:
-            plan = plan_load(image)
+            # Planning reads the headers in place: no copy of a module as
+            # large as RAM (and the view is released before the RAM is).
+            with self.memory.view[mod.start:mod.end] as image:
+                plan = plan_load(image, ram=self.memory.size)
         except ElfError as err:
             raise KernelPanic(f"ELF error: {err}", STATUS_ELF) from None
         for line in segment_lines(plan, mod.start):
@@ -170,35 +183,66 @@ class Kernel:
 
     # ------------------------------------------------------------ running
     def run(self, *, max_insns: int | None = None, timeout: float | None = None) -> Outcome:
-        """Run until the task ends or a limit is reached.
-
-        The time limit is a watchdog thread that asks the CPU to stop once,
-        not a timeout on every slice (Unicorn starts a timer thread for each
-        timed run, which a task switching threads often would pay for)."""
-        if max_insns is not None:
-            self.cpu.set_counting(True)
-        watchdog = None
-        if timeout is not None:
-            watchdog = threading.Timer(max(timeout, 0.0), self._time_is_up)
-            watchdog.daemon = True
-            watchdog.start()
+        """Run until the task ends or a limit is reached. Limits given here
+        replace those the kernel was made with, and their clock starts now."""
+        if max_insns is not None or timeout is not None:
+            self._cancel_watchdog()
+            self.limits, self._armed = Limits(max_insns, timeout), False
         try:
             while self.outcome is None:
-                self.run_slice(max_insns=max_insns)
+                self.run_slice()
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
+            self.disarm()
         return self.outcome
 
-    def _time_is_up(self) -> None:
-        self._time_up = True
-        self.cpu.request_stop()
+    def _arm(self) -> None:
+        """Before the first slice: count instructions for an instruction
+        limit; start the watchdog for a time limit (it asks the CPU to stop
+        once, rather than a timeout on every slice: Unicorn starts a timer
+        thread for each timed run, which frequent switches would pay for)."""
+        self._armed = True
+        if self.limits.max_insns is not None:
+            self.cpu.set_counting(True)
+        if self.limits.deadline is not None:
+            self._watchdog = Watchdog(self.limits.deadline, self._on_watchdog)
 
-    def run_slice(self, *, max_insns: int | None = None,
-                  single_step: bool = False) -> Trap | None:
+    def disarm(self) -> None:
+        """The task has ended or the machine is about to be closed: stop
+        the watchdog, and let ``request_stop`` do nothing from now on."""
+        self._cancel_watchdog()
+        with self._stop_lock:
+            self._stoppable = False
+
+    def _cancel_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def request_stop(self) -> None:
+        """Make the CPU return to the kernel soon; safe from any thread and
+        at any time (a signal handler's thread, a debugger's)."""
+        with self._stop_lock:
+            if self._stoppable:
+                self.cpu.request_stop()
+
+    def _on_watchdog(self) -> None:
+        self._watchdog_fired = True
+        self.request_stop()
+
+    def time_up(self) -> None:
+        """The time limit has run out: end the task (unless it has ended)."""
+        if self.outcome is None:
+            self._limit(TIME_UP)
+
+    def run_slice(self, *, single_step: bool = False) -> Trap | None:
         """Run the current Ec once until the CPU stops; handle why. Returns
         the trap when a debugger should look at it (breakpoint, step,
-        interrupt), else None."""
+        interrupt), else None. The limits are checked first."""
+        if not self._armed:
+            self._arm()
+        if self.limits.time_is_up():
+            self.time_up()
+            return None
         if not self.ready:
             self.finish(Outcome(0, "done", "no thread left"))
             return None
@@ -206,14 +250,15 @@ class Kernel:
         self.current = ec
         if self.tracer is not None:
             self.tracer.slice(ec)
-        budget = self._budget(max_insns, single_step)
+        budget = self._budget(single_step)
         if budget is not None and budget <= 0:
             self._limit(f"limit: {self.cpu.instructions} instructions executed (--max-insns)")
             return None
         trap = self.enter_user(ec, budget)
-        return self.handle(ec, trap, max_insns, single_step)
+        return self.handle(ec, trap, single_step)
 
-    def _budget(self, max_insns: int | None, single_step: bool) -> int | None:
+    def _budget(self, single_step: bool) -> int | None:
+        max_insns = self.limits.max_insns
         left = None if max_insns is None else max_insns - self.cpu.instructions
         return self.sched.budget(left, single_step)
 
@@ -232,8 +277,22 @@ class Kernel:
         self.memory.write(_FRAME_PHYS, IRET_FRAME.pack(*ec.iret_frame()))
         cpu.write_reg("esp", _FRAME_VIRT)
         # The iret itself is one more instruction for the budget to allow.
-        return cpu.run(_IRET, max_insns=None if budget is None else budget + 1,
-                       resume_eip=self._resume_eip(ec))
+        self.in_cpu = True
+        try:
+            trap = cpu.run(_IRET, max_insns=None if budget is None else budget + 1,
+                           resume_eip=self._resume_eip(ec))
+        finally:
+            self.in_cpu = False
+        if self.interrupted:
+            raise KeyboardInterrupt
+        return trap
+
+    def interrupt(self) -> None:
+        """Ctrl-C while the CPU runs: a signal handler must not raise inside
+        the CPU's hooks (ctypes would swallow it), so the kernel raises
+        KeyboardInterrupt once the CPU is back (the caller also asks the CPU
+        to stop, from another thread: ``request_stop``)."""
+        self.interrupted = True
 
     def _switch_fpu(self, ec: Ec) -> None:
         """Give ``ec`` the x87/SSE registers (only when another Ec had them:
@@ -266,9 +325,9 @@ class Kernel:
         regs.eip = eip
         ec.regs = regs
 
-    def handle(self, ec: Ec, trap: Trap, max_insns: int | None,
-               single_step: bool) -> Trap | None:
+    def handle(self, ec: Ec, trap: Trap, single_step: bool) -> Trap | None:
         kind = trap.kind
+        max_insns = self.limits.max_insns
         self.save_user_state(ec, trap.eip)
         if kind is _SYSCALL_STOP:
             self._do_pending(ec)
@@ -281,8 +340,8 @@ class Kernel:
                 self._limit(f"limit: {max_insns} instructions executed (--max-insns)")
             else:
                 self._rotate()
-        elif kind is TrapKind.INTERRUPTED and self._time_up:
-            self._limit("limit: time is up (--timeout)")
+        elif kind is TrapKind.INTERRUPTED and self._watchdog_fired:
+            self.time_up()
         else:  # BREAKPOINT, WATCHPOINT, INTERRUPTED, HALT: for a debugger
             ec.resume_flag = kind is TrapKind.BREAKPOINT
             return trap
@@ -348,3 +407,4 @@ class Kernel:
     def finish(self, outcome: Outcome) -> None:
         if self.outcome is None:
             self.outcome = outcome
+        self.disarm()

@@ -5,8 +5,8 @@ task's page tables, with the rights a user access would have."""
 from __future__ import annotations
 
 from pynova.kernel.kalloc import Kalloc, OutOfMemory
-from pynova.kernel.layout import PAGE_SIZE, USER_BREAK_LIMIT, USER_END
-from pynova.kernel.loader import Plan
+from pynova.kernel.layout import PAGE_SIZE, USER_END
+from pynova.kernel.loader import Plan, Run
 from pynova.kernel.ptab import PRESENT, RW, USER, Ptab
 from pynova.machine.memory import PhysicalMemory
 
@@ -19,6 +19,21 @@ class UserMemoryError(Exception):
                          f"protected address {addr:#x}")
         self.addr = addr
         self.write = write
+
+
+def frames_needed(plan: Plan) -> int:
+    """Frames a fresh Pd takes to load ``plan``: fresh and copied pages,
+    the stack page and one page table per 4 MiB that anything touches."""
+    pages = sum(run.pages for run in plan.runs if run.kind != "file") + plan.needs_stack
+    tables: set[int] = set()
+    last = -1
+    for run in plan.runs:
+        first, end = run.virt >> 22, ((run.end - 1) >> 22) + 1
+        tables.update(range(max(first, last), end))
+        last = end
+    if plan.needs_stack:
+        tables.add(plan.stack_page >> 22)
+    return pages + len(tables)
 
 
 class Pd:
@@ -47,27 +62,39 @@ class Pd:
             self.kalloc.free(frame)
 
     def load(self, plan: Plan, module_phys: int) -> None:
-        """Commit a checked loader plan; on running out of memory nothing
-        stays mapped (the caller destroys the Pd)."""
-        for page in plan.pages.values():
-            if page.file_page is None:
-                self.map_fresh(page.virt, page.attr)
-                continue
-            source = module_phys + page.file_page
-            if not page.zero:
-                self.ptab.insert_mapping(page.virt, source, page.attr)
-                continue
-            frame = self.map_fresh(page.virt, page.attr)
-            copy = bytearray(self.memory.read(source, PAGE_SIZE))
-            for lo, hi in page.zero:
-                copy[lo:hi] = bytes(hi - lo)
-            self.memory.write(frame, bytes(copy))
+        """Commit a checked loader plan. Running out of memory is found
+        before anything is mapped; should it happen anyway, the caller
+        destroys the Pd, which gives every frame back."""
+        if frames_needed(plan) > self.kalloc.free_count:
+            raise OutOfMemory("the module needs more frames than are free")
+        for run in plan.runs:
+            if run.zero:
+                self._map_copy(run, module_phys)
+            elif run.file_page is None:
+                self.ptab.insert_mappings(run.virt, self._fresh_frames(run.pages), run.attr)
+            else:
+                first = module_phys + run.file_page
+                self.ptab.insert_mappings(
+                    run.virt, range(first, first + run.pages * PAGE_SIZE, PAGE_SIZE), run.attr)
         if plan.needs_stack:
             self.map_fresh(plan.stack_page, PRESENT | RW | USER)
-        top = max(p.virt for p in plan.pages.values()) + PAGE_SIZE
-        if plan.needs_stack and top <= plan.stack_page < USER_BREAK_LIMIT:
-            top = plan.stack_page + PAGE_SIZE  # a stack above the segments: the heap above it
-        self.initial_break = self.brk = top
+        self.initial_break = self.brk = plan.top
+
+    def _fresh_frames(self, count: int) -> list[int]:
+        frames = []
+        for _ in range(count):
+            frames.append(self.kalloc.alloc())
+            self.owned.add(frames[-1])
+        return frames
+
+    def _map_copy(self, run: Run, module_phys: int) -> None:
+        """A page of file bytes and .bss: a private copy with the bss cleared."""
+        assert run.file_page is not None and run.pages == 1
+        frame = self.map_fresh(run.virt, run.attr)
+        copy = bytearray(self.memory.read(module_phys + run.file_page, PAGE_SIZE))
+        for lo, hi in run.zero:
+            copy[lo:hi] = bytes(hi - lo)
+        self.memory.write(frame, bytes(copy))
 
     def destroy(self) -> None:
         for frame in sorted(self.owned):

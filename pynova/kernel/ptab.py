@@ -8,7 +8,8 @@ address in bits 31..12, attribute bits below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import struct
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 from pynova.kernel.kalloc import Kalloc
@@ -107,6 +108,23 @@ class Ptab:
         pde |= attr & (PRESENT | RW | USER)
         self._mem.w32(pde_addr, pde)
         self._mem.w32((pde & PAGE_MASK) + pt_index(virt) * 4, phys | (attr & ATTR_MASK))
+
+    def insert_mappings(self, virt: int, frames: Sequence[int], attr: int) -> None:
+        """Map ``len(frames)`` consecutive pages from ``virt`` on, the n-th
+        to ``frames[n]``: like insert_mapping on each, with one write of
+        the entries per page table (a loader maps up to all of RAM)."""
+        done = 0
+        while done < len(frames):
+            at = virt + done * PAGE_SIZE
+            count = min(len(frames) - done, 1024 - pt_index(at))
+            chunk = frames[done:done + count]
+            if at + count * PAGE_SIZE > USER_END or any(f % PAGE_SIZE for f in chunk):
+                raise ValueError(f"insert_mappings({at:#x}, ...): not user pages")
+            self.insert_mapping(at, chunk[0], attr)  # the directory entry
+            table = self._mem.r32(self._pde_addr(at)) & PAGE_MASK
+            entries = struct.pack(f"<{count}I", *(f | (attr & ATTR_MASK) for f in chunk))
+            self._mem.write(table + pt_index(at) * 4, entries)
+            done += count
 
     def lookup(self, virt: int) -> tuple[int, int] | None:
         """(frame, attributes of the PTE) of the page at ``virt``, if mapped."""

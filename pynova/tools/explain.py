@@ -230,20 +230,24 @@ def explain(fault: Fault, ctx: Context) -> list[str]:
     return ["why: " + lines[0]] + ["  " + line for line in lines[1:]]
 
 
-def module_image(kernel: Kernel) -> bytes:
+def module_symbols(kernel: Kernel) -> SymbolTable:
+    """The boot module's symbols, read where the module lies in guest RAM
+    (it may be as large as RAM: no copy of it is made)."""
     info = kernel.boot_info
     if info is None or not info.modules:
-        return b""
+        return SymbolTable([])
     mod = info.modules[0]
-    return kernel.memory.read(mod.start, mod.end - mod.start)
+    return SymbolTable.from_elf(kernel.memory.view[mod.start:mod.end],
+                                until=kernel.limits.deadline)
 
 
 def explain_fault(kernel: Kernel, fault: Fault) -> list[str]:
     """The hook the runner installs as ``Kernel.explain``: never raises."""
     ec = kernel.ecs[fault.ec] if fault.ec < len(kernel.ecs) else kernel.current
+    if kernel.limits.time_is_up():  # it counts in the run's time limit
+        return ["why: (no explanation: the time limit has run out)"]
     try:
-        ctx = Context(ec.pd, SymbolTable.from_elf(module_image(kernel)), ec.regs.esp,
-                      ec.stack_top)
+        ctx = Context(ec.pd, module_symbols(kernel), ec.regs.esp, ec.stack_top)
         return explain(fault, ctx)
     except Exception as err:  # noqa: BLE001 - an explanation must not kill the report
         return [f"why: (no explanation: {type(err).__name__}: {err})"]

@@ -74,18 +74,19 @@ def attr_text(attr: int) -> str:
 
 
 def page_lines(plan: loader.Plan) -> list[str]:
-    """The pages the kernel will map (the module is loaded at KERNEL_END
-    when it is the only one)."""
+    """The pages the kernel will map, a line per run of pages mapped alike
+    (the module is loaded at KERNEL_END when it is the only one)."""
     lines = [f"Pages the kernel maps (module at physical {KERNEL_END:#x}):"]
-    for page in plan.pages.values():
-        if page.kind == "zero":
-            source = "fresh zeroed frame"
+    for run in plan.runs:
+        count, s = (f"{run.pages} pages: ", "s") if run.pages > 1 else ("", "")
+        if run.kind == "zero":
+            source = f"{count}fresh zeroed frame{s}"
         else:
-            frame = KERNEL_END + (page.file_page or 0)
-            what = "module frame, no copy" if page.kind == "file" else \
-                "private copy, zero-filled " + ", ".join(f"{lo:#x}-{hi:#x}" for lo, hi in page.zero)
-            source = f"file offset {page.file_page:#x} -> {frame:#x} ({what})"
-        lines.append(f"  {page.virt:#010x}  {attr_text(page.attr)}  {page.kind:<4}  {source}")
+            frame = KERNEL_END + (run.file_page or 0)
+            what = f"module frame{s}, no copy" if run.kind == "file" else \
+                "private copy, zero-filled " + ", ".join(f"{lo:#x}-{hi:#x}" for lo, hi in run.zero)
+            source = f"{count}file offset {run.file_page:#x} -> {frame:#x} ({what})"
+        lines.append(f"  {run.virt:#010x}  {attr_text(run.attr)}  {run.kind:<4}  {source}")
     if plan.needs_stack:
         named = f"stack_top {plan.stack_top:#x}" if plan.stack_symbol else \
             f"{plan.stack_top:#x} (no stack_top symbol)"

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from pynova.kernel.elf import SHN_ABS, symbols
+from pynova.kernel.elf import SHN_ABS, Image, symbols
 
 STT_NOTYPE, STT_OBJECT, STT_FUNC = 0, 1, 2
 
@@ -31,12 +31,14 @@ class SymbolTable:
         self._values = [s.value for s in self.symbols]
 
     @classmethod
-    def from_elf(cls, image: bytes) -> SymbolTable:
-        """Parse ``.symtab``; an image without one (or a damaged one) gives
-        an empty table, never an exception."""
+    def from_elf(cls, image: Image, until: float | None = None) -> SymbolTable:
+        """Parse ``.symtab`` (its first MAX_SYMBOLS entries); an image
+        without one, a damaged one, or running past the monotonic time
+        ``until`` gives an empty table, never an exception. ``image`` may
+        be a view of guest RAM: nothing is copied."""
         try:
-            return cls(list(_read_symbols(image)))
-        except (struct.error, IndexError, ValueError):
+            return cls(list(_read_symbols(image, until)))
+        except (struct.error, ValueError, TimeoutError):
             return cls([])
 
     def __len__(self) -> int:
@@ -80,8 +82,8 @@ class SymbolTable:
         return f"{sym.name}+{offset:#x}" if offset else sym.name
 
 
-def _read_symbols(image: bytes) -> Iterator[Symbol]:
-    for sym in symbols(image):
+def _read_symbols(image: Image, until: float | None) -> Iterator[Symbol]:
+    for sym in symbols(image, until):
         kind = sym.info & 0xF
         if kind in (STT_NOTYPE, STT_OBJECT, STT_FUNC) and sym.shndx != SHN_ABS:
             yield Symbol(sym.name, sym.value, sym.size, kind)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pynova.kernel import Kernel, Outcome
 from pynova.kernel.ec import Ec, EcState
 from pynova.kernel.exceptions import Fault
+from pynova.kernel.layout import USER_END
 from pynova.kernel.pd import Pd, UserMemoryError
 from pynova.machine.cpu import Trap, TrapKind
 from pynova.tools.gdbstub.regs import REGISTER_NAMES, Registers
@@ -159,6 +160,12 @@ class KernelTarget:
     # -- breakpoints and watchpoints ----------------------------------------------
 
     def insert_breakpoint(self, kind: BreakKind, address: int, length: int) -> bool:
+        if address + max(length, 1) > USER_END:
+            # The kernel's code and data are not the program's: a breakpoint
+            # on the iret stub would stop every return to user mode, a
+            # watchpoint on the kernel stack would report the kernel's own
+            # accesses. Refused as memory reads there are.
+            raise MemoryFault(f"{address:#x} is kernel memory")
         if kind in _WATCH:
             return self._insert_watchpoint(kind, address, length)
         self._run.breakpoints.add((kind, address))
@@ -297,7 +304,14 @@ class KernelTarget:
         """Ask the running task to stop; safe from any thread. The CPU keeps
         the request until its next run reaches user mode."""
         self._interrupt.set()
-        self._cpu.request_stop()
+        self._kernel.request_stop()
+
+    def time_left(self) -> float | None:
+        return self._kernel.limits.time_left()
+
+    def time_up(self) -> None:
+        self._remove_all()
+        self._kernel.time_up()
 
     def kill(self) -> None:
         self._remove_all()

@@ -26,6 +26,7 @@ from pynova.tools.gdbstub.target import Target
 
 LOG = logging.getLogger(__name__)
 RECV_SIZE = 4096
+WAIT_STEP = 3600.0
 
 _Inbox = queue.Queue[Packet | None]
 
@@ -52,11 +53,26 @@ class GdbServer:
         self._listener.close()
 
     def serve(self, initial_stop: StopReason) -> StopReason:
-        """Wait for one client and debug until it leaves; the last stop."""
-        return self.serve_connection(self.accept(), initial_stop)
+        """Wait for one client and debug until it leaves; the last stop.
+        If the target's time limit runs out first, the target ends and
+        ``initial_stop`` is returned."""
+        while True:
+            try:
+                conn = self.accept(timeout=_step(self._target.time_left()))
+                break
+            except TimeoutError:  # (socket.timeout)
+                if not self._target.time_left():
+                    LOG.info("no gdb came before the time limit")
+                    self._target.time_up()
+                    return initial_stop
+        return self.serve_connection(conn, initial_stop)
 
-    def accept(self) -> socket.socket:
-        """Wait for the client (``OSError`` once :meth:`close` was called)."""
+    def accept(self, timeout: float | None = None) -> socket.socket:
+        """Wait for the client (``OSError`` once :meth:`close` was called,
+        ``TimeoutError`` after ``timeout`` seconds)."""
+        if timeout is not None and timeout <= 0:
+            raise TimeoutError("no time left")
+        self._listener.settimeout(timeout)
         conn, peer = self._listener.accept()
         LOG.info("gdb connected from %s:%d", *peer[:2])
         return conn
@@ -85,16 +101,27 @@ class GdbServer:
         reader.join(timeout=1.0)
         return session.last_stop
 
-    @staticmethod
-    def _dispatch_loop(session: GdbSession, link: Link, inbox: _Inbox) -> bool:
-        """Answer packets until ``D``/``k`` (True) or disconnection (False)."""
-        while (packet := inbox.get()) is not None:
+    def _dispatch_loop(self, session: GdbSession, link: Link, inbox: _Inbox) -> bool:
+        """Answer packets until ``D``/``k`` or the time limit (True) or
+        disconnection (False). The time limit holds while gdb keeps the
+        program stopped too: the program then ends and the connection
+        closes."""
+        while True:
+            try:
+                packet = inbox.get(timeout=_step(self._target.time_left()))
+            except queue.Empty:
+                if self._target.time_left():
+                    continue
+                LOG.info("the time limit ran out while gdb held the program")
+                self._target.time_up()
+                return True
+            if packet is None:
+                return False
             reply = session.handle(packet.data)
             if reply.data is not None:
                 link.send(reply.data, no_ack_after=reply.no_ack_after)
             if reply.close:
                 return True
-        return False
 
     def _read_loop(self, conn: socket.socket, link: Link, inbox: _Inbox) -> None:
         try:
@@ -108,6 +135,12 @@ class GdbServer:
             LOG.info("gdb connection lost: %s", err)
         finally:
             inbox.put(None)
+
+
+def _step(left: float | None) -> float | None:
+    """A wait of at most WAIT_STEP seconds towards a limit ``left`` away
+    (socket and lock timeouts overflow far below a finite float's range)."""
+    return None if left is None else min(left, WAIT_STEP)
 
 
 def _send_quietly(conn: socket.socket, data: bytes) -> None:

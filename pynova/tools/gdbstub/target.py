@@ -87,6 +87,16 @@ class Target(Protocol):
         """End the program now."""
         ...
 
+    def time_left(self) -> float | None:
+        """Seconds left of the program's time limit (0 once it has run
+        out), None without one; the session ends when it runs out."""
+        ...
+
+    def time_up(self) -> None:
+        """The time limit ran out while the debugger held the program:
+        end it as the limit ends a program (not as ``kill`` does)."""
+        ...
+
     def detach(self) -> None:
         """Remove all breakpoints and let the program run on undebugged."""
         ...
