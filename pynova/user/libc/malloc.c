@@ -10,10 +10,13 @@
  * while the block is handed out. Between them lies the payload, the
  * memory malloc returns:
  *
- *   heap_base                                                      break
- *   |prologue|hdr    payload    ftr|hdr next prev ...  ftr|epilogue|
- *   | 0|USED |24|USED  16 bytes 24|USED|48                  48|0|USED  |
- *             \___ a used block ___/ \___ a free block ___/
+ *   heap_base                                                         break
+ *   v                                                                     v
+ *   +--------+---------+----------+---------+----+------------+----+--------+
+ *   | 0|USED | 24|USED | 16 bytes | 24|USED | 48 | next, prev | 48 | 0|USED |
+ *   +--------+---------+----------+---------+----+------------+----+--------+
+ *   prologue  header     payload    footer   \__ a free block ___/ epilogue
+ *            \________ a used block _______/
  *
  * Headers sit at addresses 4 mod 8, so payloads are 8-byte aligned. The
  * prologue (a footer of size 0) and the epilogue (a header of size 0)
@@ -262,9 +265,10 @@ static char *coalesce(char *b)
  * has at least TRIM_MIN bytes, give it back to the kernel. */
 static void trim(char *b)
 {
-    // TODO(step 5): take b off the free list, make its header the new
-    //   epilogue (a header of size 0, USED), and move the break down to
-    //   right above it with nbrk.
+    // TODO(step 5): when b has at least TRIM_MIN bytes and the block after
+    //   it is the epilogue (size 0): take b off the free list, make its
+    //   header the new epilogue (size 0, USED) and move the break down to
+    //   right above that header with nbrk.
     // solution begin
     if (bsize(b) < TRIM_MIN || bsize(bnext(b)) != 0)
         return;
