@@ -7,9 +7,9 @@ by a hash of all user sources and the toolchain, so an edit rebuilds them.
 
 Public API: :class:`ToolchainError`, :class:`UnknownExample`,
 :class:`Toolchain`, :func:`find_toolchain`, :func:`build_program`,
-:func:`examples_dir`, :func:`list_examples`, :func:`example_path`,
-:func:`build_examples`. ``python -m pynova.toolchain [--outdir DIR]`` builds
-every example.
+:func:`build_key`, :func:`examples_dir`, :func:`list_examples`,
+:func:`example_path`, :func:`build_examples`. ``python -m pynova.toolchain
+[--outdir DIR]`` builds every example.
 
 Running a bundled example that is already built must stay cheap (it is on
 the path of every ``pynova run``), so the modules needed only for building
@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 USER_DIR = Path(__file__).resolve().parent / "user"
@@ -347,8 +347,18 @@ def find_toolchain() -> Toolchain:
     raise ToolchainError(f"{MISSING_COMPILER} (tried: {'; '.join(errors)})")
 
 
-def _libc_sources() -> list[Path]:
-    return sorted([*LIBC_DIR.glob("*.c"), *LIBC_DIR.glob("*.S")])
+def _libc_sources(replace: Mapping[str, Path] | None = None) -> list[Path]:
+    """The libc's sources, with ``replace[name]`` compiled in place of the
+    file ``name`` (e.g. a student's ``malloc.c``, lab malloc)."""
+    sources = sorted([*LIBC_DIR.glob("*.c"), *LIBC_DIR.glob("*.S")])
+    if not replace:
+        return sources
+    names = [src.name for src in sources]
+    for name in replace:
+        if name not in names:
+            raise ToolchainError(f"no libc file {name!r} to replace "
+                                 f"(the libc's files: {', '.join(names)})")
+    return [Path(replace.get(src.name, src)) for src in sources]
 
 
 def _tmp_name(output: Path) -> Path:
@@ -421,9 +431,14 @@ def build_program(
     extra_cflags: Sequence[str] = (),
     linker_script: Path | str | None = None,
     warn: Callable[[str], None] | None = None,
+    libc_replace: Mapping[str, Path | str] | None = None,
 ) -> Path:
     """Compile start.S + libc + ``sources`` and link them into ``output``
     (with the seed's linker.ld unless ``linker_script`` names another).
+
+    ``libc_replace`` maps libc file names to sources compiled in their
+    place: ``{"malloc.c": Path("mywork/malloc.c")}`` links a program with
+    another allocator (lab malloc). Naming a file the libc lacks is an error.
 
     ``extra_cflags`` go to the C files only (the program's and the libc's),
     not to assembly. The compiler's warnings (``-Wall``) go to ``warn``,
@@ -436,6 +451,8 @@ def build_program(
     """
     srcs = [Path(s) for s in sources]
     _check_sources(srcs)
+    libc_sources = _libc_sources({k: Path(v) for k, v in (libc_replace or {}).items()})
+    _check_sources(libc_sources)
     output = Path(output)
     _check_output(output)
     tc = toolchain or find_toolchain()
@@ -444,17 +461,90 @@ def build_program(
 
     with tempfile.TemporaryDirectory(prefix="pynova-build-") as tmp:
         tmpdir = Path(tmp)
-        all_sources = [START_S, *srcs, *_libc_sources()]
-        jobs = [
-            (src, tmpdir / _object_name(i, src), tuple(extra_cflags) if src.suffix == ".c" else ())
-            for i, src in enumerate(all_sources)
-        ]
+        flags = tuple(extra_cflags)
+        cache = None if flags else _runtime_cache(tc)
+        jobs: list[tuple[Path, Path, Sequence[str]]] = []
+        stores: list[tuple[Path, Path]] = []
+        objs = []
+        for i, src in enumerate([START_S, *srcs, *libc_sources]):
+            obj = tmpdir / _object_name(i, src)
+            kept = cache / f"{src.name}.o" if cache and _is_runtime(src) else None
+            if kept is not None and kept.is_file():
+                obj = kept
+            else:
+                jobs.append((src, obj, flags if src.suffix == ".c" else ()))
+                if kept is not None:
+                    stores.append((obj, kept))
+            objs.append(obj)
         for text in _compile_all(tc, jobs):
             (warn or _to_stderr)(text)
-        objs = [obj for _, obj, _ in jobs]
+        for built, kept in stores:
+            _keep(built, kept)
         libc = tc.archive(objs[1 + len(srcs) :], tmpdir / LIBC_ARCHIVE)
         script = Path(linker_script) if linker_script else LINKER_SCRIPT
         return _link_atomic(tc, [*objs[: 1 + len(srcs)], *libc], output, script)
+
+
+def _is_runtime(src: Path) -> bool:
+    """start.S or a file of the libc (not a replacement from elsewhere)."""
+    return src == START_S or src.resolve().parent == LIBC_DIR
+
+
+def _runtime_cache(tc: Toolchain) -> Path | None:
+    """Where start.S and the libc compiled by ``tc`` without extra flags
+    are kept, keyed by every user source, this module and the toolchain
+    (None when it cannot be made): a build then compiles only its own
+    sources and any libc file it replaces."""
+    key = _content_key([_sources_hash().encode(), b"\n", tc.identity().encode()])
+    env = os.environ.get(BUILD_DIR_ENV)
+    base = Path(env) if env else Path.home() / ".cache" / "pynova"
+    folder = base / f"runtime-{key}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder
+
+
+def _keep(built: Path, kept: Path) -> None:
+    """Copy a fresh object into the runtime cache, atomically (another
+    build may be doing the same); a cache that cannot be written is skipped."""
+    import shutil
+
+    tmp = _tmp_name(kept)
+    try:
+        shutil.copyfile(built, tmp)
+        os.replace(tmp, kept)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def build_key(sources: Sequence[Path | str], *, toolchain: Toolchain,
+              extra_cflags: Sequence[str] = (),
+              libc_replace: Mapping[str, Path | str] | None = None) -> str:
+    """A key of everything ``build_program`` reads for these arguments, for
+    a cache of its output: this module and CFLAGS, every file under user/
+    (start.S, the libc, linker.ld), the sources and the headers beside
+    them, the replaced libc files' contents and the toolchain. SHA-256,
+    not the examples' cheap checksum: a student's file must not be able
+    to pass for another (lab malloc caches its checks' programs with it).
+    Raises OSError for a source that cannot be read."""
+    import hashlib
+
+    def chunks() -> Iterator[bytes]:
+        yield from _source_chunks()
+        yield "\0".join(["toolchain", toolchain.identity(), *extra_cflags]).encode()
+        given = [("source", Path(s)) for s in sources]
+        given += [(f"libc {name}", Path(s)) for name, s in sorted((libc_replace or {}).items())]
+        folders = sorted({path.resolve().parent for _, path in given})
+        given += [("header", h) for folder in folders for h in sorted(folder.glob("*.h"))]
+        for what, path in given:
+            data = path.read_bytes()
+            yield f"\0{what} {path.name} {len(data)}\0".encode() + data
+    digest = hashlib.sha256()
+    for chunk in chunks():
+        digest.update(chunk)
+    return digest.hexdigest()[:32]
 
 
 def _to_stderr(text: str) -> None:

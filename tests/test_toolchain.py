@@ -431,3 +431,77 @@ def test_output_paths_that_cannot_be_written_are_one_line(tmp_path: Path) -> Non
         assert result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "missing").exists()  # no directory is made behind the user's back
+
+
+# ------------------------------------------- the runtime cache, libc_replace
+HELLO_MALLOC_C = """#include "pynova.h"
+int main(void) { printf("malloc gave %p\\n", malloc(8)); exit(0); }
+"""
+NO_MALLOC_C = """#include "pynova.h"
+void *malloc(size_t n) { (void)n; return 0; }
+void free(void *p) { (void)p; }
+void *calloc(size_t c, size_t s) { (void)c; (void)s; return 0; }
+void *realloc(void *p, size_t n) { (void)p; (void)n; return 0; }
+size_t malloc_heap_size(void) { return 0; }
+"""
+
+
+def _run_output(path: Path) -> str:
+    from conftest import pynova_cli
+
+    return pynova_cli("run", str(path), "--quiet").stdout
+
+
+@needs_toolchain
+def test_start_and_libc_objects_are_compiled_once_and_kept(build_dir: Path, tmp_path: Path
+                                                            ) -> None:
+    source = tmp_path / "prog.c"
+    source.write_text(HELLO_MALLOC_C)
+    build_program([source], tmp_path / "one")
+    kept = sorted(p.name for p in build_dir.glob("runtime-*/*.o"))
+    libc = sorted(p.name for p in (examples_dir().parent / "libc").glob("*.c"))
+    assert kept == sorted(["start.S.o", *(f"{name}.o" for name in libc)])
+    stamps = {p: p.stat().st_mtime_ns for p in build_dir.glob("runtime-*/*.o")}
+    build_program([source], tmp_path / "two")
+    assert {p: p.stat().st_mtime_ns for p in build_dir.glob("runtime-*/*.o")} == stamps
+    assert _run_output(tmp_path / "two") == "malloc gave 0x00005008\n"
+
+
+@needs_toolchain
+def test_a_replaced_libc_file_is_compiled_from_the_replacement(build_dir: Path,
+                                                               tmp_path: Path) -> None:
+    source, mine = tmp_path / "prog.c", tmp_path / "malloc.c"
+    source.write_text(HELLO_MALLOC_C)
+    mine.write_text(NO_MALLOC_C)
+    build_program([source], tmp_path / "libc")   # the cache now holds libc's malloc.c.o
+    out = build_program([source], tmp_path / "mine", libc_replace={"malloc.c": mine})
+    assert _run_output(out) == "malloc gave 0x00000000\n"
+    assert _run_output(tmp_path / "libc") == "malloc gave 0x00005008\n"
+    with pytest.raises(ToolchainError, match="no libc file 'nope.c' to replace"):
+        build_program([source], tmp_path / "x", libc_replace={"nope.c": mine})
+    with pytest.raises(ToolchainError, match="source file not found: "):
+        build_program([source], tmp_path / "x", libc_replace={"malloc.c": tmp_path / "no.c"})
+
+
+@needs_toolchain
+def test_the_runtime_cache_follows_the_sources_and_skips_extra_flags(
+        build_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "prog.c"
+    source.write_text(HELLO_MALLOC_C)
+    build_program([source], tmp_path / "flags", extra_cflags=["-DUNUSED=1"])
+    assert not list(build_dir.glob("runtime-*"))    # flags may change what libc compiles to
+    build_program([source], tmp_path / "a")
+    monkeypatch.setattr(toolchain, "_sources_hash", lambda: "other sources")
+    build_program([source], tmp_path / "b")
+    assert len(list(build_dir.glob("runtime-*"))) == 2
+
+
+@needs_toolchain
+def test_a_cache_that_cannot_be_made_is_skipped(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PYNOVA_BUILD_DIR", str(blocker))
+    source = tmp_path / "prog.c"
+    source.write_text(HELLO_MALLOC_C)
+    assert _run_output(build_program([source], tmp_path / "p")) == "malloc gave 0x00005008\n"

@@ -52,8 +52,7 @@ def readme_text(lab: Lab, *, solution: bool) -> str:
     lines += [lab.readme.strip(), "",
               "## Working on it", "",
               f"Your code goes in {files}; the TODO comments say what each step does.",
-              "", "```sh",
-              "pynova run hello --lab .      # boot pynova with your code in place",
+              "", "```sh", *_run_lines(lab),
               "pynova lab check .            # the lab's checks, stage by stage",
               "pynova lab check . --json     # the same, as JSON",
               "```", "",
@@ -61,6 +60,16 @@ def readme_text(lab: Lab, *, solution: bool) -> str:
               "Each check runs in a process of its own with a time and memory limit, so an",
               "endless loop or a crash in your code costs that one check only.", ""]
     return "\n".join(lines)
+
+
+def _run_lines(lab: Lab) -> list[str]:
+    if lab.program_builder is None:
+        return ["pynova run hello --lab .      # boot pynova with your code in place"]
+    # The student's code is part of the user programs (lab malloc): a
+    # source given to `pynova build` takes the place of the libc's file.
+    first = lab.files[0].name
+    return [f"pynova build prog.c {first} -o prog   # your program, with your {first}",
+            "pynova run prog"]
 
 
 def start(lab: Lab, path: Path, *, solution: bool) -> list[Path]:
