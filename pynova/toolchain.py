@@ -30,6 +30,11 @@ LIBC_DIR = USER_DIR / "libc"
 START_S = USER_DIR / "start.S"
 LINKER_SCRIPT = USER_DIR / "linker.ld"
 EXAMPLES_DIR = USER_DIR / "examples"
+#: The folder that holds the pynova package: pynova's own user sources are
+#: compiled from here with their paths made relative to it, so their debug
+#: information (and so the size of every bundled program) is the same
+#: wherever the tree lies and whoever builds it.
+SOURCE_ROOT = USER_DIR.parent.parent
 
 CFLAGS: tuple[str, ...] = (
     "-m32",
@@ -196,6 +201,8 @@ class Toolchain:
         self, source: Path, obj: Path, extra_cflags: Sequence[str] = ()
     ) -> str:
         """Compile one file; return the compiler's warnings (or "")."""
+        own = source.resolve().is_relative_to(USER_DIR)
+        relative = (f"-ffile-prefix-map={SOURCE_ROOT}=.",) if own else ()
         try:
             return _run(
                 [
@@ -204,6 +211,7 @@ class Toolchain:
                     *CFLAGS,
                     *self.include_flags(),
                     f"-I{LIBC_DIR}",
+                    *relative,
                     *extra_cflags,
                     "-c",
                     str(source),
@@ -211,6 +219,7 @@ class Toolchain:
                     str(obj),
                 ],
                 f"compiling {source}",
+                cwd=SOURCE_ROOT if own else None,
             )
         except ToolchainError as err:
             if _MISSING_HEADER.search(str(err)):
@@ -262,13 +271,13 @@ def _trim(text: str) -> str:
     return out
 
 
-def _run(cmd: Sequence[str], what: str) -> str:
+def _run(cmd: Sequence[str], what: str, cwd: Path | None = None) -> str:
     """Run a tool; return what it said on stderr (its warnings), or raise
     ToolchainError with that text when it fails."""
     try:
         import subprocess
 
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd)
     except OSError as exc:
         raise ToolchainError(
             f"{what}: cannot run {cmd[0]}: {exc.strerror or exc}"

@@ -405,8 +405,9 @@ def connect(port: int) -> socket.socket:
 
 
 @pytest.mark.parametrize("wait", [True, False])
-def test_gdb_without_a_client_keeps_the_time_limit(wait: bool) -> None:
-    proc, _port = start_gdb_cli("example:spin", "--timeout", "1", *(["--gdb-wait"] if wait else []))
+def test_gdb_without_a_client_keeps_the_time_limit(wait: bool, probe) -> None:  # type: ignore[no-untyped-def]
+    proc, _port = start_gdb_cli(str(probe("spin_forever")), "--timeout", "1",
+                                *(["--gdb-wait"] if wait else []))
     started = time.monotonic()
     status, out = ended(proc, 20)
     assert status == 124 and out.splitlines()[-1] == "limit: time is up (--timeout)"
@@ -414,8 +415,9 @@ def test_gdb_without_a_client_keeps_the_time_limit(wait: bool) -> None:
 
 
 @pytest.mark.parametrize("limit", [("--timeout", "1"), ("--max-insns", "200000")])
-def test_gdb_continue_then_disconnect_keeps_the_limits(limit: tuple[str, str]) -> None:
-    proc, port = start_gdb_cli("example:spin", *limit, "--gdb-wait")
+def test_gdb_continue_then_disconnect_keeps_the_limits(limit: tuple[str, str],
+                                                       probe) -> None:  # type: ignore[no-untyped-def]
+    proc, port = start_gdb_cli(str(probe("spin_forever")), *limit, "--gdb-wait")
     with connect(port) as sock:
         sock.sendall(frame(b"c"))
         read_until(sock, b"+")
@@ -425,8 +427,8 @@ def test_gdb_continue_then_disconnect_keeps_the_limits(limit: tuple[str, str]) -
                                     else "limit: 200000 instructions executed (--max-insns)")
 
 
-def test_gdb_holding_the_program_stopped_keeps_the_time_limit() -> None:
-    proc, port = start_gdb_cli("example:spin", "--timeout", "1", "--gdb-wait")
+def test_gdb_holding_the_program_stopped_keeps_the_time_limit(probe) -> None:  # type: ignore[no-untyped-def]
+    proc, port = start_gdb_cli(str(probe("spin_forever")), "--timeout", "1", "--gdb-wait")
     with connect(port) as sock:
         sock.sendall(frame(b"?"))
         read_until(sock, frame(b"T05thread:1;"))
