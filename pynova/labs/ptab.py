@@ -251,15 +251,18 @@ def check_read_only(ctx: CheckContext) -> None:
 
 
 def map_probe(kernel: Kernel) -> None:
-    """Map user_probe's page for supervisor access only (no USER)."""
+    """Map user_probe's page for supervisor access only (no USER), after a
+    user page in the same page table: only the PTE can refuse the read."""
     assert kernel.pd is not None and kernel.kalloc is not None
+    kernel.pd.ptab.insert_mapping(PROBE + PAGE_SIZE, kernel.kalloc.alloc_zeroed(), USER_RW)
     kernel.pd.ptab.insert_mapping(PROBE, kernel.kalloc.alloc_zeroed(), PRESENT | RW)
 
 
 def check_no_user(ctx: CheckContext) -> None:
-    verify(ctx, "user_probe", f"the check maps {PROBE:#x} with PRESENT | RW and no USER: a "
-                              f"ring-3 read must fault there (error code 0x5, a protection "
-                              f"violation), so neither the PTE nor the PDE may add USER",
+    verify(ctx, "user_probe", f"the check maps {PROBE + PAGE_SIZE:#x} for user mode, then "
+                              f"{PROBE:#x} with PRESENT | RW and no USER: a ring-3 read of it "
+                              f"must fault (error code 0x5, a protection violation), so its "
+                              f"PTE must not have USER",
            prepare=map_probe)
 
 

@@ -284,13 +284,15 @@ def explain_iret(fault: Fault, frame: tuple[int, ...]) -> list[str]:
     need = (f"a return to ring 3 needs cs = SEL_USER_CODE {SEL_USER_CODE:#x} (word 1) and "
             f"ss = SEL_USER_DATA {SEL_USER_DATA:#x} (word 4): iret pops eip, cs, eflags, esp, "
             f"ss in that order (SDM vol. 3A, 6.12.1, Figure 6-4)")
-    if fault.vector in (10, 11, 12, 13) and code & ~3:
+    if fault.vector in (10, 11, 12, 13):
         for i in (1, 4):
+            # The error code names the selector refused; a null one is #GP(0).
             if frame[i] & ~3 == code & ~3 and frame[i] != (SEL_USER_CODE if i == 1
                                                             else SEL_USER_DATA):
+                named = ": the selector" if code else ""
                 head = (f"the kernel's iret refused word {i} of the frame, the new "
                         f"{FRAME_WORDS[i]}: {selector_text(frame[i])} ({fault.name}, error "
-                        f"code {code:#x}: the selector)")
+                        f"code {code:#x}{named})")
                 return [head, need]
     return [f"{head}: {fault.name} with error code {code:#x}", need]
 
