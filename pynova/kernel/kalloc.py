@@ -40,30 +40,32 @@ class Kalloc:
         self._is_freed: set[int] = set()
         self.poison = poison
 
-    def _take(self) -> tuple[int, bool]:
-        """(a free frame, whether it was ever handed out before)."""
+    def alloc(self) -> int:
+        """A free frame as it is: what its last user left (junk when poisoned)."""
         if self._freed:
             frame = self._freed.pop()
             self._is_freed.discard(frame)
-            return frame, True
-        if self._next < self._end:
+        elif self._next < self._end:
             frame = self._next
             self._next += PAGE_SIZE
-            return frame, False
-        raise OutOfMemory("out of physical memory")
-
-    def alloc(self) -> int:
-        """A free frame as it is: what its last user left (junk when poisoned)."""
-        frame, used = self._take()
-        if self.poison and not used:
-            self._memory.fill(frame, PAGE_SIZE, JUNK)
+            if self.poison:
+                self._memory.fill(frame, PAGE_SIZE, JUNK)
+        else:
+            raise OutOfMemory("out of physical memory")
         return frame
 
     def alloc_zeroed(self) -> int:
-        """A free frame that reads as zero."""
-        frame, used = self._take()
-        if used:  # never handed out: still as zero as the host made it
+        """A free frame that reads as zero. (Spelled out like alloc: the
+        heap takes one per page it grows.)"""
+        if self._freed:
+            frame = self._freed.pop()
+            self._is_freed.discard(frame)
             self._memory.fill(frame, PAGE_SIZE)
+        elif self._next < self._end:
+            frame = self._next  # never handed out: still as zero as the host made it
+            self._next += PAGE_SIZE
+        else:
+            raise OutOfMemory("out of physical memory")
         return frame
 
     def free(self, frame: int) -> None:

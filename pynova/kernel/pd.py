@@ -52,9 +52,24 @@ class Pd:
         self.kalloc = kalloc
         self.ptab = ptab
         self.owned: set[int] = set()   # frames to give back on destroy/unmap
-        self.initial_break = 0
-        self.brk = 0
         self.heap = Heap(self)
+
+    @property
+    def brk(self) -> int:
+        """The heap's break (its state lives in ``heap``, nbrk's view)."""
+        return self.heap.brk
+
+    @brk.setter
+    def brk(self, value: int) -> None:
+        self.heap.brk = value
+
+    @property
+    def initial_break(self) -> int:
+        return self.heap.initial_break
+
+    @initial_break.setter
+    def initial_break(self, value: int) -> None:
+        self.heap.initial_break = value
 
     # ------------------------------------------------------------ mapping
     def map_fresh(self, virt: int, attr: int) -> int:
@@ -151,44 +166,28 @@ class Heap:
 
     def __init__(self, pd: Pd) -> None:
         self._pd = pd
+        self._insert = pd.ptab.insert_mapping
+        self._owned = pd.owned
+        #: The heap is [initial_break, brk): it starts at the end of the
+        #: loaded program (the kernel sets both when it loads it).
+        self.initial_break = 0
+        self.brk = 0
         kalloc = pd.kalloc
         self.alloc_frame = kalloc.alloc                # a free frame as it is (old contents)
         self.alloc_zeroed_frame = kalloc.alloc_zeroed  # a free frame that reads as zero
         self.free_frame = kalloc.free                  # give a frame back
         self.flush = pd.ptab.flush                     # forget stale translations (the TLB)
 
-    @property
-    def brk(self) -> int:
-        """The current break: the heap is [initial_break, brk)."""
-        return self._pd.brk
-
-    @brk.setter
-    def brk(self, value: int) -> None:
-        self._pd.brk = value
-
-    @property
-    def initial_break(self) -> int:
-        """Where the heap starts: the end of the loaded program."""
-        return self._pd.initial_break
-
-    @property
-    def free_frames(self) -> int:
-        return self._pd.kalloc.free_count
-
     def insert_mapping(self, virt: int, frame: int, attr: int) -> None:
         """Map ``frame`` at page ``virt`` (the insert_mapping part); the
         frame is the task's from now on. OutOfMemory when a new page table
         is needed and no frame is free (then nothing changed)."""
-        self._pd.ptab.insert_mapping(virt, frame, attr)
-        self._pd.owned.add(frame)
+        self._insert(virt, frame, attr)
+        self._owned.add(frame)
 
     def unmap(self, virt: int) -> None:
         """Remove the mapping of page ``virt`` and give its frame back."""
         self._pd.unmap(virt)
-
-    def lookup(self, virt: int) -> tuple[int, int] | None:
-        """(frame, PTE attributes) of page ``virt``, or None if unmapped."""
-        return self._pd.ptab.lookup(virt)
 
     def free_empty_tables(self, start: int, end: int) -> None:
         """Give back the page tables of [start, end) that map nothing any more."""
