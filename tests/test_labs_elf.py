@@ -257,3 +257,24 @@ def test_check_json_is_the_documented_shape(tmp_path):
     assert all(list(c) == ["name", "passed", "score", "max_score", "message"]
                for c in data["checks"])
     assert (data["score"], data["max_score"]) == (6, 13)
+
+
+def test_hidden_checks_run_with_the_students_root_invoke(tmp_path):
+    from pynova.toolchain import example_path
+
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "elf.toml").write_text(
+        '[[check]]\nname = "hidden: hello ends in the kernel\'s iret"\nlab = "elf"\n'
+        f'program = "{example_path("hello")}"\nscore = 1\n'
+        '[check.expect]\nreason = "kernel"\nstatus = 134\n')
+    order = lab_workspace(tmp_path, "elf", "order", BUGS["iret frame order"])
+    solution = lab_workspace(tmp_path, "elf", "solution")
+    results = {}
+    for path in (order, solution):
+        proc = pynova_cli("lab", "check", str(path), "--checks", str(hidden), "--json")
+        results[path.name] = json.loads(proc.stdout)["checks"][-1]
+    assert results["order"]["passed"] and not results["solution"]["passed"]
+    assert results["solution"]["message"].startswith("expected: the run to end by 'kernel'\n"
+                                                     "got:      the program faulted: Invalid "
+                                                     "Opcode")

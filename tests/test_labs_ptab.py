@@ -27,7 +27,7 @@ BUGS = {
     "wrong index bits": ((PDE_INDEX, PDE_INDEX.replace("virt >> 22", "virt >> 20")),),
     "a new table for every page": (("    if not pde & PRESENT:\n", "    if True:\n"),),
     "PTE always USER": ((PTE_WRITE, PTE_WRITE.replace("ATTR_MASK)", "ATTR_MASK) | USER")),),
-    "PDE rights replaced": ((PDE_RIGHTS, "    pde = (pde & FRAME_MASK) | (attr & (PRESENT "
+    "PDE rights replaced": ((PDE_RIGHTS, "    pde = (pde & PAGE_MASK) | (attr & (PRESENT "
                                          "| RW | USER))"),),
 }
 CAUGHT = {

@@ -194,3 +194,17 @@ def test_the_system_calls_never_import_the_kernel() -> None:
     assert "pynova.kernel.kernel" not in imported and "pynova.kernel" not in imported
     assert "kernel" not in {a.arg for node in ast.walk(ast.parse(source))
                             if isinstance(node, ast.FunctionDef) for a in node.args.args}
+
+
+def test_a_root_invoke_that_keeps_a_view_of_the_image_does_not_break_the_machine() -> None:
+    kept: list[memoryview] = []
+
+    def mine(k: RootTask) -> None:
+        kept.append(k.image[:4])  # outlives root_invoke and the machine
+        root_invoke.root_invoke(k)
+
+    r = run_image(example_path("hello").read_bytes(), "hello", console=Console(),
+                  parts=PYNOVA._replace(root_invoke=mine))
+    assert r.status == 132 and "Hello world!" in r.output
+    assert bytes(kept[0]) == b"\x7fELF"
+    kept.clear()

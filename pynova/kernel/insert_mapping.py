@@ -10,10 +10,8 @@ it through its Parts (parts.py), by way of ``Ptab.insert_mapping``.
 # lab ptab: begin
 from __future__ import annotations
 
-from pynova.kernel.ptab import PRESENT, RW, USER, PageDirectory
-
-FRAME_MASK = 0xFFFFF000   # bits 31..12 of an entry: the frame's physical address
-ATTR_MASK = 0xFFF         # bits 11..0: PRESENT, RW, USER and the other attributes
+from pynova.kernel.layout import PAGE_MASK
+from pynova.kernel.ptab import ATTR_MASK, PRESENT, RW, USER, PageDirectory
 
 
 def insert_mapping(pt: PageDirectory, virt: int, phys: int, attr: int) -> None:
@@ -24,6 +22,8 @@ def insert_mapping(pt: PageDirectory, virt: int, phys: int, attr: int) -> None:
     ``pt.write(addr, value)`` read and write the 32-bit word at a physical
     address; ``pt.alloc_frame()`` gives a free frame as it is (holding what
     its last user left), ``pt.alloc_zeroed_frame()`` one that reads as zero.
+    An entry holds a frame's address in bits 31..12 (``entry & PAGE_MASK``)
+    and its attributes in bits 11..0 (``entry & ATTR_MASK``).
     """
     # TODO(step 1): find the page-directory entry (PDE) of virt.
     #   Bits 31..22 of virt index the directory's 1024 entries of 4 bytes
@@ -57,7 +57,7 @@ def insert_mapping(pt: PageDirectory, virt: int, phys: int, attr: int) -> None:
     #   the PDE's bits 31..12); the PTE holds the frame phys in bits 31..12
     #   and attr in bits 11..0.
     # solution begin
-    pte_addr = (pde & FRAME_MASK) + ((virt >> 12) & 0x3FF) * 4
+    pte_addr = (pde & PAGE_MASK) + ((virt >> 12) & 0x3FF) * 4
     pt.write(pte_addr, phys | (attr & ATTR_MASK))
     # solution end
 # lab ptab: end
