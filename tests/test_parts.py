@@ -208,3 +208,19 @@ def test_a_root_invoke_that_keeps_a_view_of_the_image_does_not_break_the_machine
     assert r.status == 132 and "Hello world!" in r.output
     assert bytes(kept[0]) == b"\x7fELF"
     kept.clear()
+
+
+def test_a_kernel_half_overwritten_is_a_page_fault_in_ring_0() -> None:
+    """A lab's insert_mapping can write anywhere in the directory: when the
+    kernel loses its own mapping, its iret faults in ring 0 (status 134)."""
+    def broken(pt: PageDirectory, virt: int, phys: int, attr: int) -> None:
+        insert_mapping(pt, virt, phys, attr)
+        pt.write(pt.root + 768 * 4, 0)   # PDE 768 maps the kernel's first 4 MiB
+
+    r = run_image(example_path("hello").read_bytes(), "hello", console=Console(),
+                  explain=True, parts=PYNOVA._replace(insert_mapping=broken))
+    assert (r.status, r.reason) == (134, "kernel")
+    assert r.fault is not None and (r.fault.vector, r.fault.cr2) == (14, 0xC0103000)
+    assert "unhandled kernel exception" in r.output.splitlines()
+    assert "why: a page fault in ring 0 at 0xc0103000: the kernel's own mapping of its " \
+           "memory is gone" in r.output

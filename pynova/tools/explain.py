@@ -21,7 +21,7 @@ from pynova.kernel.layout import (
     align_down,
 )
 from pynova.kernel.pd import Pd, UserMemoryError
-from pynova.kernel.ptab import LARGE, PRESENT, RW, USER, Walk
+from pynova.kernel.ptab import KERNEL_PDE_FIRST, LARGE, PRESENT, RW, USER, Walk
 from pynova.tools.symbols import SymbolTable
 
 if TYPE_CHECKING:
@@ -297,6 +297,19 @@ def explain_iret(fault: Fault, frame: tuple[int, ...]) -> list[str]:
     return [f"{head}: {fault.name} with error code {code:#x}", need]
 
 
+def explain_ring0(kernel: Kernel, fault: Fault) -> list[str]:
+    """A page fault in ring 0 is the kernel losing its own mapping (a lab's
+    insert_mapping that wrote into the kernel half of the directory);
+    anything else is the iret refusing its frame."""
+    if fault.vector != 14 or kernel.pd is None:
+        return explain_iret(fault, kernel.popped_frame())
+    walk = kernel.pd.ptab.walk(fault.cr2)
+    return [f"a page fault in ring 0 at {fault.cr2:#x}: the kernel's own mapping of its "
+            f"memory is gone from the task's page directory; entries {KERNEL_PDE_FIRST} and "
+            f"up are the kernel's, and something (insert_mapping?) wrote over PDE"
+            f"[{fault.cr2 >> 22}]", *walk_lines(walk)]
+
+
 def explain(fault: Fault, ctx: Context) -> list[str]:
     """The explanation lines for one fault."""
     if fault.vector == 14:
@@ -326,7 +339,7 @@ def explain_fault(kernel: Kernel, fault: Fault) -> list[str]:
         return ["why: (no explanation: the time limit has run out)"]
     try:
         if in_ring0(fault):
-            lines = explain_iret(fault, kernel.popped_frame())
+            lines = explain_ring0(kernel, fault)
             return ["why: " + lines[0]] + ["  " + line for line in lines[1:]]
         ctx = Context(ec.pd, module_symbols(kernel), ec.regs.esp, ec.stack_top)
         return explain(fault, ctx)
