@@ -9,6 +9,10 @@ a bundled example: a plain name is always a path, so a student's missing
 (missing, a directory, unreadable, an example that cannot be built) gives a
 Result with the CLI's status 127, reason ``"not_found"`` and the reason in
 ``message``; nothing is raised for it.
+
+``lab=DIR`` boots with the code of a lab workspace (``pynova lab start``)
+in place of pynova's part; when that code raises, the Result has status
+71, reason ``"lab"`` and the student's traceback in ``message``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ class Result:
 
     output: str                 # what the kernel and program wrote on the console (see max_output)
     status: int                 # the exit status `pynova run` would return (docs/ABI.md)
-    reason: str                 # exit | done | fault | limit | elf | boot | not_found
+    reason: str                 # exit | done | fault | limit | elf | boot | kernel | lab
+    #                             | not_found
     message: str = ""
     fault: Fault | None = None  # vector, eip, cr2, error_code, ec
     instructions: int | None = None
@@ -52,6 +57,7 @@ class Result:
 
 
 STATUS_NOT_FOUND = 127
+STATUS_LAB = 71
 EXAMPLE_PREFIX = "example:"
 
 
@@ -94,7 +100,8 @@ def check_options(max_output: object, quantum: object) -> None:
 
 def run(program: Program, *, max_insns: int | None = None, timeout: float | None = None,
         mem: int = 128 << 20, quantum: int | None = 10000, explain: bool = True,
-        count_instructions: bool = False, max_output: int = DEFAULT_KEEP) -> Result:
+        count_instructions: bool = False, max_output: int = DEFAULT_KEEP,
+        lab: str | PathLike[str] | None = None) -> Result:
     """Run an i386 ELF program (a path, the bytes of the file, or
     ``"example:NAME"``) on a fresh machine and return what happened. A
     program that cannot be read gives status 127 (see the module's doc).
@@ -104,10 +111,21 @@ def run(program: Program, *, max_insns: int | None = None, timeout: float | None
     ``count_instructions`` (a Python hook per block: many times slower).
     Bad limits raise ValueError (see docs/ABI.md, "Limits"); ``output``
     and ``program_output`` keep at most ``max_output`` characters (bytes)
-    each (``output_dropped``, ``program_output_dropped`` count the rest)."""
+    each (``output_dropped``, ``program_output_dropped`` count the rest).
+    ``lab``: a lab workspace whose code stands in for pynova's part (see
+    the module's doc); ValueError when it is not a workspace."""
     check_limits(max_insns, timeout)
     check_options(max_output, quantum)
     check_mem(mem)
+    workspace = None
+    if lab is not None:
+        from pynova.labs.runlab import LabCodeFailed, LabError, open_lab
+        try:
+            workspace = open_lab(Path(lab))
+        except LabError as err:
+            raise ValueError(f"lab: {err}") from None
+        except LabCodeFailed as err:
+            return Result("", STATUS_LAB, "lab", str(err))
     try:
         image, name = _load(program, mem)
     except ProgramNotFound as err:
@@ -120,9 +138,17 @@ def run(program: Program, *, max_insns: int | None = None, timeout: float | None
     def on_exit(kernel) -> None:  # type: ignore[no-untyped-def]
         final.append(ranges(kernel.pd.ptab) if kernel.pd is not None else [])
 
-    r = run_image(image, name, mem_size=mem, console=console, max_insns=max_insns,
-                  timeout=timeout, quantum=quantum, count_instructions=count_instructions,
-                  explain=explain, on_exit=on_exit)
+    options = dict(workspace.kernel_options) if workspace is not None else {}
+    try:
+        r = run_image(image, name, mem_size=mem, console=console, max_insns=max_insns,
+                      timeout=timeout, quantum=quantum, count_instructions=count_instructions,
+                      explain=explain, on_exit=on_exit, **options)
+    except Exception as exc:  # a lab's code may raise anything; KeyboardInterrupt passes
+        failure = workspace.failure(exc) if workspace is not None else None
+        if failure is None:
+            raise
+        return Result(console.output, STATUS_LAB, "lab", failure,
+                      program_output=bytes(console.program))
     return Result(r.output, r.status, r.reason, r.message, r.fault, r.instructions,
                   final[0] if final else [], bytes(console.program), r.output_dropped,
                   console.program_dropped)

@@ -14,6 +14,7 @@ from pynova import __version__
 STATUS_USAGE = 2
 STATUS_NOT_FOUND = 127
 STATUS_INTERNAL = 70  # EX_SOFTWARE: the emulator failed, not the program
+STATUS_LAB = 71       # the code of a lab workspace (--lab) raised: its traceback on stderr
 STATUS_OUTPUT = 74    # EX_IOERR: an output file (or stdout) could not be written
 EXAMPLE_PREFIX = "example:"
 
@@ -130,6 +131,36 @@ def writable_file(option: str, name: str) -> Path:
     return path
 
 
+# ------------------------------------------------------------------ --lab
+class LabFailed(Exception):
+    """The lab workspace's code raised: what to print, with status 71."""
+
+
+def open_lab(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The workspace of ``--lab DIR`` with its code loaded, or None."""
+    if args.lab is None:
+        return None
+    from pynova.labs.runlab import LabCodeFailed, LabError
+    from pynova.labs.runlab import open_lab as open_workspace
+    try:
+        return open_workspace(args.lab)
+    except LabError as err:
+        raise CliError(f"pynova {args.command}: --lab {args.lab}: {err}", STATUS_USAGE) from None
+    except LabCodeFailed as err:
+        raise LabFailed(str(err)) from None
+
+
+def lab_failure(lab, exc: BaseException) -> LabFailed:  # type: ignore[no-untyped-def]
+    """The LabFailed for an exception of a run with a lab's code in place;
+    re-raises ``exc`` when it is none of the lab code's doing."""
+    if lab is None or isinstance(exc, KeyboardInterrupt):
+        raise exc
+    text = lab.failure(exc)
+    if text is None:
+        raise exc
+    return LabFailed(text)
+
+
 # ------------------------------------------------------------------ commands
 def cmd_run(args: argparse.Namespace) -> int:
     from pynova.interrupt import CtrlC
@@ -138,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pynova.runner import check_mem, run_image
 
     check_mem(args.mem)
+    lab = open_lab(args)
     try:
         image, name = read_program(args.program, args.mem)
         modules = [(image, name)] + [read_program(extra, args.mem) for extra in args.module]
@@ -156,11 +188,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError("pynova run: --gdb-wait needs --gdb PORT", STATUS_USAGE)
     ctrl_c = CtrlC()  # Ctrl-C stops the CPU too, not only Python (status 130)
     hooks["setup"] = chain(ctrl_c.attach, hooks.get("setup"))
-    with ctrl_c:
-        result = run_image(image, name, mem_size=args.mem, console=console,
-                           max_insns=args.max_insns, timeout=args.timeout,
-                           quantum=args.quantum, modules=modules,
-                           explain=not args.no_explain, **hooks)
+    options = dict(lab.kernel_options) if lab is not None else {}
+    try:
+        with ctrl_c:
+            result = run_image(image, name, mem_size=args.mem, console=console,
+                               max_insns=args.max_insns, timeout=args.timeout,
+                               quantum=args.quantum, modules=modules,
+                               explain=not args.no_explain, **hooks, **options)
+    except CliError:
+        raise
+    except BaseException as exc:  # noqa: B036 - a lab's code may raise anything
+        raise lab_failure(lab, exc) from None
     if stdout.problem:
         print(f"pynova: {stdout.problem}", file=sys.stderr)
     return result.status
@@ -219,17 +257,25 @@ def cmd_readelf(args: argparse.Namespace) -> int:
 
 def cmd_maps(args: argparse.Namespace) -> int:
     from pynova.kernel.kernel import KernelPanic
+    from pynova.runner import check_mem
     from pynova.tools.maps import format_space, inspect
 
+    check_mem(args.mem)
     svg = writable_file("--svg", args.svg) if args.svg else None
+    lab = open_lab(args)
+    options = dict(lab.kernel_options) if lab is not None else {}
     try:
         image, name = read_program(args.program, args.mem)
         modules = [(image, name)] + [read_program(extra, args.mem) for extra in args.module]
         space, outcome, _output = inspect(modules, at=args.at, mem_size=args.mem,
                                           max_insns=args.max_insns, timeout=args.timeout,
-                                          quantum=args.quantum)
+                                          quantum=args.quantum, **options)
     except KernelPanic as err:
         raise CliError(f"pynova maps: {err}", err.status) from None
+    except CliError:
+        raise
+    except BaseException as exc:  # noqa: B036 - a lab's code may raise anything
+        raise lab_failure(lab, exc) from None
     where = "before the first user instruction" if outcome is None else \
         f"after the task ended ({outcome.reason}: {outcome.message})"
     print(f"address space of {name} {where}")
@@ -319,6 +365,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    default=10000)
     p.add_argument("--module", action="append", default=[], metavar="PROGRAM",
                    help="load another Multiboot module (the kernel wants exactly one)")
+    p.add_argument("--lab", metavar="DIR",
+                   help="boot with the code of the lab workspace DIR in place of pynova's "
+                   "(pynova lab start); when it raises: its traceback, exit status 71")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -407,6 +456,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as err:
         print(err, file=sys.stderr)
         return err.status
+    except LabFailed as err:
+        sys.stdout.flush()
+        print(err, file=sys.stderr)
+        return STATUS_LAB
     except ValueError as err:
         print(f"pynova: {err}", file=sys.stderr)
         return STATUS_USAGE

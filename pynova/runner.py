@@ -13,6 +13,7 @@ from pynova.kernel.exceptions import Fault
 from pynova.kernel.kernel import STATUS_BOOT, KernelPanic
 from pynova.kernel.layout import KERNEL_END, MAX_MEM, MBI_PHYS, MIN_MEM
 from pynova.kernel.limits import Limits
+from pynova.kernel.parts import PYNOVA, Parts
 from pynova.machine import BootLoaderError, Console, Machine
 
 
@@ -57,14 +58,17 @@ def check_mem(mem_size: int) -> None:
 
 
 def boot(machine: Machine, modules: list[tuple[bytes, str]], *,
-         quantum: int | None = None, limits: Limits | None = None) -> Kernel:
+         quantum: int | None = None, limits: Limits | None = None,
+         parts: Parts = PYNOVA, poison_frames: bool = False) -> Kernel:
     """Load the modules as a boot loader does, boot the kernel and run
-    root_invoke. Raises KernelPanic if the kernel cannot start the task."""
+    root_invoke. Raises KernelPanic if the kernel cannot start the task
+    (and whatever a lab's part raises)."""
     try:
         mbi = machine.load_multiboot(modules, MBI_PHYS, KERNEL_END)
     except BootLoaderError as err:
         raise KernelPanic(f"boot error: {err}", STATUS_BOOT) from None
-    kernel = Kernel(machine, quantum=quantum, limits=limits)
+    kernel = Kernel(machine, quantum=quantum, limits=limits, parts=parts,
+                    poison_frames=poison_frames)
     kernel.boot(mbi)
     kernel.root_invoke()
     return kernel
@@ -76,20 +80,23 @@ def run_image(image: bytes, name: str, *, mem_size: int = 128 << 20,
               modules: list[tuple[bytes, str]] | None = None,
               count_instructions: bool = False, explain: bool = False,
               setup: Callable[[Kernel], None] | None = None,
-              on_exit: Callable[[Kernel], None] | None = None) -> RunResult:
+              on_exit: Callable[[Kernel], None] | None = None,
+              parts: Parts = PYNOVA, poison_frames: bool = False) -> RunResult:
     """Boot a fresh machine with ``image`` as the boot module and run it.
 
     ``explain`` adds fault explanations after exception reports; ``setup``
     sees the booted kernel before the first user instruction (tracers attach
     there), ``on_exit`` sees it after the task ended, before the machine
-    is closed."""
+    is closed. ``parts`` and ``poison_frames`` make the kernel a lab's
+    (kernel.py); an exception raised by a part is raised from here."""
     check_mem(mem_size)
     limits = Limits(max_insns, timeout)  # the clock starts here: loading counts
     console = console if console is not None else Console()
     with Machine(mem_size, console) as machine:
         try:
             kernel = boot(machine, modules if modules is not None else [(image, name)],
-                          quantum=quantum, limits=limits)
+                          quantum=quantum, limits=limits, parts=parts,
+                          poison_frames=poison_frames)
         except KernelPanic as err:
             console.line(str(err))
             reason = "elf" if str(err).startswith("ELF error") else "boot"

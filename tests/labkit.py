@@ -91,3 +91,28 @@ def wait_gone(pid: int, seconds: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+# ------------------------------------------------------ pynova's own labs
+def lab_workspace(root: Path, lab: str, name: str, edits: tuple[tuple[str, str], ...] = (),
+                  *, solution: bool = True) -> Path:
+    """A workspace of the registered lab ``lab``: its generated solution (or
+    skeleton) with each (old, new) edit made once, as a student would."""
+    path = root / name
+    spec = registry.find(lab)
+    workspace.start(spec, path, solution=solution)
+    file = path / spec.files[0].name
+    text = file.read_text()
+    for old, new in edits:
+        assert old in text, (name, old)
+        text = text.replace(old, new, 1)
+    file.write_text(text)
+    return path
+
+
+def checked(path: Path):  # type: ignore[no-untyped-def]
+    """{check name: CheckResult} of a workspace, and the report."""
+    from pynova.labs.checks import run_checks
+    lab, ws = workspace.open_workspace(path)
+    report = run_checks(lab, ws)
+    return {c.name: c for c in report.checks}, report

@@ -130,3 +130,25 @@ def test_cli_gdb_breakpoint_in_another_thread_after_selecting_one(tmp_path):
     assert re.search(r"\* 2 +Thread 2", out), out
     assert "worker ran" in stdout and "main done 11" in stdout
     assert proc.returncode == 11
+
+
+def test_cli_gdb_with_a_lab_workspace(tmp_path):
+    """--gdb works with --lab: the student's root_invoke loaded the program
+    gdb breaks in; a wrong iret frame ends the run before the first user
+    instruction, and gdb sees the kernel's exit status 134."""
+    from labkit import lab_workspace
+
+    program = example_path("hello")
+    good = lab_workspace(tmp_path, "elf", "good")
+    proc, port = start_cli("example:hello", "--gdb", "0", "--gdb-wait", "--lab", str(good))
+    out = gdb_batch(program, port, ["break main", "continue", "continue"])
+    stdout, _ = proc.communicate(timeout=60)
+    assert re.search(r"Breakpoint 1, .*main", out), out
+    assert "Hello world!" in stdout and proc.returncode == 132
+    iret = "k.iret([program.entry, SEL_USER_CODE, USER_EFLAGS, k.stack_top, SEL_USER_DATA])"
+    bad = lab_workspace(tmp_path, "elf", "bad", ((iret, iret.replace("SEL_USER_CODE", "0")),))
+    proc, port = start_cli("example:hello", "--gdb", "0", "--gdb-wait", "--lab", str(bad))
+    out = gdb_batch(program, port, ["continue"])
+    stdout, _ = proc.communicate(timeout=60)
+    assert "exited with code 0206" in out, out
+    assert "unhandled kernel exception" in stdout and proc.returncode == 134

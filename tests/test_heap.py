@@ -64,15 +64,15 @@ def test_initial_break_is_page_after_highest_segment(kernel: Kernel) -> None:
     top = max(ph.vaddr + ph.memsz for ph in program_headers(data, eh) if ph.type == PT_LOAD)
     pd = pd_of(kernel)
     assert pd.initial_break == pd.brk == align_up(top)
-    assert heap.nbrk(pd, 0) == pd.initial_break
+    assert heap.nbrk(pd.heap, 0) == pd.initial_break
 
 
 def test_grow_maps_zeroed_user_rw_pages(kernel: Kernel) -> None:
     pd = pd_of(kernel)
     b0, before = pd.brk, free(kernel)
     new = b0 + 3 * PAGE_SIZE + 5
-    assert heap.nbrk(pd, new) == b0
-    assert heap.nbrk(pd, 0) == new
+    assert heap.nbrk(pd.heap, new) == b0
+    assert heap.nbrk(pd.heap, 0) == new
     for page in range(b0, b0 + 4 * PAGE_SIZE, PAGE_SIZE):
         mapping = pd.ptab.lookup(page)
         assert mapping is not None and mapping[1] & (PRESENT | RW | USER) == PRESENT | RW | USER
@@ -84,12 +84,12 @@ def test_grow_maps_zeroed_user_rw_pages(kernel: Kernel) -> None:
 def test_shrink_unmaps_and_returns_frames(kernel: Kernel) -> None:
     pd = pd_of(kernel)
     b0, before = pd.brk, free(kernel)
-    heap.nbrk(pd, b0 + 10 * PAGE_SIZE)
-    assert heap.nbrk(pd, b0 + PAGE_SIZE + 1) == b0 + 10 * PAGE_SIZE
+    heap.nbrk(pd.heap, b0 + 10 * PAGE_SIZE)
+    assert heap.nbrk(pd.heap, b0 + PAGE_SIZE + 1) == b0 + 10 * PAGE_SIZE
     assert pd.ptab.lookup(b0 + PAGE_SIZE) is not None     # holds the new break
     assert pd.ptab.lookup(b0 + 2 * PAGE_SIZE) is None
     assert free(kernel) == before - 2
-    heap.nbrk(pd, b0)
+    heap.nbrk(pd.heap, b0)
     assert free(kernel) == before
     assert pd.brk == b0
 
@@ -98,19 +98,19 @@ def test_grow_and_shrink_across_page_tables_restore_free_count(kernel: Kernel) -
     pd = pd_of(kernel)
     state = snapshot(kernel)
     end = TABLE_SPAN + 2 * PAGE_SIZE                    # needs a second page table
-    assert heap.nbrk(pd, end) == pd.initial_break
+    assert heap.nbrk(pd.heap, end) == pd.initial_break
     assert free(kernel) == state[0] - (end - pd.initial_break) // PAGE_SIZE - 1
-    assert heap.nbrk(pd, pd.initial_break) == end
+    assert heap.nbrk(pd.heap, pd.initial_break) == end
     assert snapshot(kernel) == state
 
 
 def test_zero_fill_after_shrink_and_grow_inside_one_page(kernel: Kernel) -> None:
     pd = pd_of(kernel)
     b0 = pd.brk
-    heap.nbrk(pd, b0 + 2000)
+    heap.nbrk(pd.heap, b0 + 2000)
     pd.write_user(b0, b"\xab" * 2000)
-    heap.nbrk(pd, b0 + 100)
-    heap.nbrk(pd, b0 + PAGE_SIZE + 50)
+    heap.nbrk(pd.heap, b0 + 100)
+    heap.nbrk(pd.heap, b0 + PAGE_SIZE + 50)
     assert pd.read_user(b0, 100) == b"\xab" * 100
     assert pd.read_user(b0 + 100, PAGE_SIZE - 50) == bytes(PAGE_SIZE - 50)
 
@@ -119,23 +119,23 @@ def test_zero_fill_after_shrink_and_grow_inside_one_page(kernel: Kernel) -> None
 def test_rejects_below_initial_break(kernel: Kernel, offset: int) -> None:
     pd = pd_of(kernel)
     state = snapshot(kernel)
-    assert heap.nbrk(pd, pd.initial_break + offset) == 0
+    assert heap.nbrk(pd.heap, pd.initial_break + offset) == 0
     assert snapshot(kernel) == state
 
 
 @pytest.mark.parametrize("addr", [USER_BREAK_LIMIT + 1, 0xC0000000, 0xC0100000, 0xFFFFFFFF])
 def test_rejects_above_limit_and_kernel_space(kernel: Kernel, addr: int) -> None:
     pd = pd_of(kernel)
-    heap.nbrk(pd, pd.brk + PAGE_SIZE)
+    heap.nbrk(pd.heap, pd.brk + PAGE_SIZE)
     state = snapshot(kernel)
-    assert heap.nbrk(pd, addr) == 0
+    assert heap.nbrk(pd.heap, addr) == 0
     assert snapshot(kernel) == state
 
 
 def test_rejected_after_shrink_below_initial(kernel: Kernel) -> None:
     pd = pd_of(kernel)
-    heap.nbrk(pd, pd.brk + 5 * PAGE_SIZE)
-    assert heap.nbrk(pd, pd.initial_break - PAGE_SIZE) == 0
+    heap.nbrk(pd.heap, pd.brk + 5 * PAGE_SIZE)
+    assert heap.nbrk(pd.heap, pd.initial_break - PAGE_SIZE) == 0
     assert pd.brk == pd.initial_break + 5 * PAGE_SIZE
 
 
@@ -143,11 +143,11 @@ def test_rejected_after_shrink_below_initial(kernel: Kernel) -> None:
 def test_oom_rolls_back_everything() -> None:
     with booted("hello", mem_size=4 * MB) as kernel:
         pd = pd_of(kernel)
-        heap.nbrk(pd, pd.brk + 3 * PAGE_SIZE + 7)
+        heap.nbrk(pd.heap, pd.brk + 3 * PAGE_SIZE + 7)
         state = snapshot(kernel)
-        assert heap.nbrk(pd, USER_BREAK_LIMIT) == 0
+        assert heap.nbrk(pd.heap, USER_BREAK_LIMIT) == 0
         assert snapshot(kernel) == state
-        assert heap.nbrk(pd, pd.brk + PAGE_SIZE) != 0   # still usable
+        assert heap.nbrk(pd.heap, pd.brk + PAGE_SIZE) != 0   # still usable
 
 
 def test_oom_while_allocating_a_page_table() -> None:
@@ -155,10 +155,10 @@ def test_oom_while_allocating_a_page_table() -> None:
     with booted("hello", mem_size=8 * MB) as kernel:
         pd, kalloc = pd_of(kernel), kernel.kalloc
         assert kalloc is not None
-        heap.nbrk(pd, TABLE_SPAN - PAGE_SIZE)              # up to the last page of table 0
-        drained = [kalloc.alloc(zero=False) for _ in range(kalloc.free_count - 2)]
+        heap.nbrk(pd.heap, TABLE_SPAN - PAGE_SIZE)              # up to the last page of table 0
+        drained = [kalloc.alloc() for _ in range(kalloc.free_count - 2)]
         state = snapshot(kernel)
-        assert heap.nbrk(pd, TABLE_SPAN + PAGE_SIZE) == 0  # page + table + page
+        assert heap.nbrk(pd.heap, TABLE_SPAN + PAGE_SIZE) == 0  # page + table + page
         assert snapshot(kernel) == state
         for frame in drained:
             kalloc.free(frame)

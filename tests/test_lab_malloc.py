@@ -253,6 +253,16 @@ def test_pynova_build_with_the_students_file_uses_it(tmp_path):
     assert "pynova build prog.c malloc.c -o prog" in readme and "--lab" not in readme
 
 
+def test_run_with_lab_refuses_a_c_lab_instead_of_running_pynovas_allocator(tmp_path):
+    path = start(tmp_path, "skeleton", solution=False)
+    run = subprocess.run([sys.executable, "-m", "pynova", "run", "example:malloc_stress",
+                          "--lab", str(path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == (f"pynova run: --lab {path}: lab malloc is C code built into your "
+                          f"program, not a kernel part: build the program with it (pynova "
+                          f"build prog.c {path / STUDENT_FILE}), then run that\n")
+
+
 # ------------------------------------------------------ hidden checks
 def doc_block(language: str) -> str:
     section = DOC.read_text().split("### A hidden check for this lab")[1]

@@ -159,7 +159,7 @@ status = 0
     (('status = 0', 'status = 256'), "check 1 ('x') [check.expect]: key 'status': expected "
                                      "an exit status 0..255, got 256"),
     (('status = 0', 'reason = "crash"'), "key 'reason': expected one of exit, done, fault, "
-                                         "limit, elf, boot, got 'crash'"),
+                                         "limit, elf, boot, kernel, got 'crash'"),
     (('status = 0', 'output = "Hello"'), "key 'output': expected a list of lines, got "
                                          "'Hello'"),
     (('status = 0', 'output = [1, 2]'), "key 'output': expected a list of strings (lines)"),

@@ -104,7 +104,7 @@ def kernel() -> Iterator[Kernel]:
 
 @pytest.mark.parametrize("eip, stack", [(0xC0000000, 0x5000), (0x2000, 0xC0000004)])
 def test_thr_create_rejects_kernel_addresses(kernel: Kernel, eip: int, stack: int) -> None:
-    assert kernel.thr_create(eip, stack, 0x2000) == 0xFFFFFFFF
+    assert kernel.parts.thr_create(kernel.threads, eip, stack) == 0xFFFFFFFF
     assert len(kernel.ecs) == 1
 
 

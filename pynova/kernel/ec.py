@@ -1,16 +1,20 @@
-"""Ec (NOVA's execution context): one thread of user execution, and
-``root_invoke``, which makes the first one from the boot module (the seed's
-assignment: parse the ELF headers, map the segments, iret to the entry)."""
+"""Ec (NOVA's execution context): one thread of user execution.
+
+The first one is made from the iret frame of ``root_invoke``
+(root_invoke.py); thr_create makes the others.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pynova.kernel import layout
-from pynova.kernel.elf import PF_W, PF_X, PT_LOAD
-from pynova.kernel.loader import Plan
-from pynova.kernel.pd import Pd
 from pynova.machine.cpu import Regs
+
+if TYPE_CHECKING:
+    from pynova.kernel.pd import Pd
 
 
 class EcState(enum.Enum):
@@ -40,37 +44,27 @@ class Ec:
 
     @classmethod
     def create(cls, ec_id: int, pd: Pd, eip: int, esp: int) -> Ec:
-        regs = Regs(eip=eip, esp=esp, eflags=layout.USER_EFLAGS, cs=layout.SEL_USER_CODE,
-                    ss=layout.SEL_USER_DATA, ds=layout.SEL_USER_DATA,
-                    es=layout.SEL_USER_DATA, fs=layout.SEL_USER_DATA,
-                    gs=layout.SEL_USER_DATA)
+        """A thread that starts at ``eip`` with esp = ``esp`` in ring 3."""
+        return cls.from_iret_frame(ec_id, pd, (eip, layout.SEL_USER_CODE, layout.USER_EFLAGS,
+                                               esp, layout.SEL_USER_DATA))
+
+    @classmethod
+    def from_iret_frame(cls, ec_id: int, pd: Pd, frame: Sequence[int]) -> Ec:
+        """A thread whose first iret pops ``frame`` = [eip, cs, eflags, esp,
+        ss] as it is (a wrong one faults in the CPU, in ring 0)."""
+        eip, cs, eflags, esp, ss = frame
+        data = layout.SEL_USER_DATA
+        regs = Regs(eip=eip, esp=esp, eflags=eflags, cs=cs, ss=ss, ds=data, es=data, fs=data,
+                    gs=data)
         return cls(ec_id, pd, regs, stack_top=esp)
 
     def iret_frame(self) -> list[int]:
         """The five words iret pops (SDM vol. 3A, 6.12.1, Figure 6-4): the
-        seed's [entry, SEL_USER_CODE, 0x200, 0x2000, SEL_USER_DATA]."""
+        seed's [entry, SEL_USER_CODE, 0x200, 0x2000, SEL_USER_DATA] at first."""
         r = self.regs
-        return [r.eip, layout.SEL_USER_CODE, r.eflags, r.esp, layout.SEL_USER_DATA]
+        return [r.eip, r.cs, r.eflags, r.esp, r.ss]
 
 
-def segment_lines(plan: Plan, module_phys: int) -> list[str]:
-    """The seed's step 1: each PT_LOAD's virt/phys (aligned down) and size
-    (aligned up), plus the rights its pages get."""
-    lines = []
-    for ph in plan.phs:
-        if ph.type != PT_LOAD or not ph.memsz:
-            continue
-        virt = layout.align_down(ph.vaddr)
-        size = layout.align_up(ph.vaddr + ph.memsz) - virt
-        phys = module_phys + layout.align_down(ph.offset)
-        rights = "r" + ("w" if ph.flags & PF_W else "-") + ("x" if ph.flags & PF_X else "-")
-        lines.append(f"  segment virt {virt:#010x} phys {phys:#010x} size {size:#x} {rights}")
-    return lines + [stack_line(plan)]
-
-
-def stack_line(plan: Plan) -> str:
-    """Where the kernel puts the stack page (seed step 5), and why there."""
-    why = f"below stack_top {plan.stack_top:#x}" if plan.stack_symbol else \
-        f"below {plan.stack_top:#x}: the file has no stack_top symbol"
-    where = "fresh page" if plan.needs_stack else "inside a loaded segment"
-    return f"  stack   virt {plan.stack_page:#010x} size {layout.PAGE_SIZE:#x} rw- ({where} {why})"
+def ec_address(ec: Ec) -> int:
+    """A stable kernel-virtual name for an Ec (the reference prints one)."""
+    return layout.kvirt(layout.KSTACK_PHYS) + 0x40 * ec.id

@@ -1,4 +1,5 @@
-"""Exceptions taken in user mode: their names and how they are reported.
+"""Exceptions: their names and how the kernel reports them (in user mode,
+and in ring 0, where only the kernel's iret can fault).
 
 Names and vectors from Intel SDM vol. 3A, 6.3.1, Table 6-1. The report's
 first line has the form of the seed's slide "Understanding kernel
@@ -7,6 +8,7 @@ exceptions"; its last line is what the reference kernel prints.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from pynova.machine.cpu import Regs
@@ -72,3 +74,20 @@ def report_lines(fault: Fault, regs: Regs, threads: int) -> list[str]:
     else:
         lines.append(f"User EXC {fault.vector:#x} (EIP={fault.eip:#x} CR2={fault.cr2:#x})")
     return lines
+
+
+def kernel_report_lines(fault: Fault, regs: Regs, frame: Sequence[int],
+                        frame_at: int) -> list[str]:
+    """The kernel's report of an exception in ring 0 (its iret refused the
+    frame): the seed's "unhandled kernel exception", with the frame the
+    CPU popped."""
+    eip, cs, eflags, esp, ss = frame
+    return [
+        f"Ec::handle_exc {fault.name} (eip={fault.eip:#x} cr2={fault.cr2:#x}) in ring 0, "
+        f"error code {fault.error_code:#x}",
+        f"eax={regs.eax:#x} ebx={regs.ebx:#x} ecx={regs.ecx:#x} edx={regs.edx:#x}",
+        f"esi={regs.esi:#x} edi={regs.edi:#x} ebp={regs.ebp:#x} esp={frame_at:#x}",
+        f"iret frame at {frame_at:#x}: eip={eip:#x} cs={cs:#x} eflags={eflags:#x} "
+        f"esp={esp:#x} ss={ss:#x}",
+        "unhandled kernel exception",
+    ]

@@ -1,6 +1,8 @@
 """The kernel: boot, root_invoke, the scheduler loop and exception handling.
 
-One ``Kernel`` drives one ``Machine``; many can live in one process.
+One ``Kernel`` drives one ``Machine``; many can live in one process. The
+functions a lab lets a student write are the kernel's ``parts``
+(parts.py); it calls them only through there.
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from pynova import __version__
-from pynova.kernel import heap, layout
+from pynova.kernel import layout
 from pynova.kernel.boot import boot_machine, iret_stub_address
-from pynova.kernel.ec import Ec, EcState, segment_lines
+from pynova.kernel.ec import Ec, EcState
 from pynova.kernel.elf import ElfError
-from pynova.kernel.exceptions import Fault, report_lines
+from pynova.kernel.exceptions import Fault, kernel_report_lines, report_lines
 from pynova.kernel.kalloc import Kalloc, OutOfMemory
 from pynova.kernel.limits import Limits, Watchdog
-from pynova.kernel.loader import plan as plan_load
+from pynova.kernel.parts import PYNOVA, Parts
 from pynova.kernel.pd import Pd
 from pynova.kernel.ptab import Ptab
-from pynova.kernel.sched import RoundRobin
+from pynova.kernel.root_task import BootModule, RootTask
+from pynova.kernel.sched import RoundRobin, Threads
 from pynova.kernel.syscall import Syscalls
 from pynova.machine import Machine
 from pynova.machine.cpu import Trap, TrapKind
@@ -43,6 +46,7 @@ _SYSCALL_STOP, _EXCEPTION, _BUDGET = TrapKind.SYSCALL_STOP, TrapKind.EXCEPTION, 
 STATUS_LIMIT = 124
 STATUS_BOOT = 125
 STATUS_ELF = 126
+STATUS_KERNEL = 134   # 128 + SIGABRT: an exception in ring 0 (the kernel's iret)
 TIME_UP = "limit: time is up (--timeout)"
 
 
@@ -50,17 +54,9 @@ class Outcome(NamedTuple):
     """How a task ended."""
 
     status: int
-    reason: str              # exit | done | fault | limit | elf | boot
+    reason: str              # exit | done | fault | limit | elf | boot | kernel
     message: str = ""
     fault: Fault | None = None
-
-
-class _Pending(NamedTuple):
-    """What a system call asked the kernel to do once the CPU has stopped."""
-
-    action: str
-    resume_eip: int
-    status: int = 0
 
 
 class KernelStats:
@@ -81,21 +77,24 @@ class Kernel:
     """A NOVA-style kernel for one task (one Pd) with any number of Ecs."""
 
     def __init__(self, machine: Machine, *, quantum: int | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, parts: Parts = PYNOVA,
+                 poison_frames: bool = False) -> None:
         self.machine = machine
         self.memory = machine.memory
         self.cpu = machine.cpu
         self.console = machine.console
+        self.parts = parts
+        #: Frames come with junk in them (kalloc.py): the labs' kernels.
+        self.poison_frames = poison_frames
         self.sched = RoundRobin(quantum)
+        self.threads = Threads(self.sched, self._new_thread)
         self.kalloc: Kalloc | None = None
         self.boot_info: BootInfo | None = None
         self.pd: Pd | None = None
         self.ecs: list[Ec] = []
         self.ready: collections.deque[Ec] = self.sched.ready
-        self.current: Ec = None  # type: ignore[assignment]
         self.outcome: Outcome | None = None
         self.stats = KernelStats()
-        self._pending: _Pending | None = None
         #: The CPU is running user code (``interrupt`` is for then).
         self.in_cpu = False
         self.interrupted = False
@@ -107,7 +106,8 @@ class Kernel:
         self._watchdog_fired = False
         self._entry_cr3 = layout.KERNEL_PD_PHYS  # CR3 in the saved kernel entry state
         self._fpu_owner: Ec | None = None  # whose x87/SSE state the CPU holds
-        self.syscalls = Syscalls(self)
+        self.syscalls = Syscalls(self.console, self.sched, parts, self.threads,
+                                 self.cpu.stop_after_syscall)
         self.cpu.syscall_handler = self.syscalls.dispatch
         self.cpu.fetch_code = self._fetch_code
         #: Optional observers (pynova.tools), checked only on slow paths:
@@ -125,57 +125,91 @@ class Kernel:
         self.boot_info = info = BootInfo.unpack(self.memory, mbi_addr)
         boot_machine(self.memory, self.cpu)
         first_free = max([layout.KERNEL_END] + [layout.align_up(m.end) for m in info.modules])
-        self.kalloc = Kalloc(self.memory, first_free, self.memory.size)
+        self.kalloc = Kalloc(self.memory, first_free, self.memory.size,
+                             poison=self.poison_frames)
+
+    @property
+    def current(self) -> Ec:
+        """The Ec the CPU runs (or ran last)."""
+        return self.sched.current
+
+    @current.setter
+    def current(self, ec: Ec) -> None:
+        self.sched.current = ec
 
     def root_invoke(self) -> None:
-        """The seed's assignment: load the boot module and make its first Ec."""
+        """The seed's Ec::root_invoke: start the boot module as the first
+        program. Its steps are the root_invoke part's (root_invoke.py, or a
+        lab's); around them the kernel makes the task's Pd and, after them,
+        maps the stack page, sets the break and makes the first Ec. A
+        failure gives every frame back."""
+        module = self.boot_module()
+        self.console.line(f"load module from {module.start:x} - {module.end:x} "
+                          f"({module.end - module.start} bytes) : {module.name}")
+        pd = self.new_pd()
+        task = RootTask(self.memory, self.console, pd, module)
+        try:
+            self.parts.root_invoke(task)
+            self.enter_root_task(pd, task)
+        except ElfError as err:
+            self._discard(pd)
+            raise KernelPanic(f"ELF error: {err}", STATUS_ELF) from None
+        except OutOfMemory:
+            self._discard(pd)
+            raise KernelPanic("boot error: out of memory while loading the module",
+                              STATUS_BOOT) from None
+        except BaseException:
+            self._discard(pd)
+            raise
+        finally:
+            task.close()
+
+    def boot_module(self) -> BootModule:
         assert self.boot_info is not None and self.kalloc is not None
         modules = self.boot_info.modules
         if len(modules) != 1:
             raise KernelPanic(f"boot error: need exactly one module, got {len(modules)}",
                               STATUS_BOOT)
         mod = modules[0]
-        self.console.line(f"load module from {mod.start:x} - {mod.end:x} "
-                          f"({mod.end - mod.start} bytes) : {mod.cmdline}")
-        try:
-            # Planning reads the headers in place: no copy of a module as
-            # large as RAM (and the view is released before the RAM is).
-            with self.memory.view[mod.start:mod.end] as image:
-                plan = plan_load(image, ram=self.memory.size)
-        except ElfError as err:
-            raise KernelPanic(f"ELF error: {err}", STATUS_ELF) from None
-        for line in segment_lines(plan, mod.start):
-            self.console.line(line)
-        pd = self.new_pd()
-        try:
-            pd.load(plan, mod.start)
-        except OutOfMemory:
-            pd.destroy()
-            raise KernelPanic("boot error: out of memory while loading the module",
-                              STATUS_BOOT) from None
+        return BootModule(mod.start, mod.end, mod.cmdline)
+
+    def enter_root_task(self, pd: Pd, task: RootTask) -> None:
+        """After root_invoke: the stack page, the break, the first Ec."""
+        if task.frame is None:
+            raise KernelPanic("boot error: root_invoke returned without an iret "
+                              "(k.iret(frame)): nothing to run", STATUS_BOOT)
+        self.console.line(task.map_stack())
         self.pd = pd
-        self.current = self.new_ec(plan.eh.entry, plan.stack_top)
+        ec = Ec.from_iret_frame(len(self.ecs), pd, task.frame)
+        self.ecs.append(ec)
+        self.sched.admit(ec)
+        self.current = ec
         # Enter the kernel in the task's address space from now on, so that
         # a return to user mode need not reload CR3 (and flush the TLB).
         self.cpu.write_cr(3, pd.ptab.root)
         self.cpu.save_kernel_state()
         self._entry_cr3 = pd.ptab.root
 
+    def _discard(self, pd: Pd) -> None:
+        """Give back a Pd that never ran. A lab's insert_mapping may have
+        left tables pynova cannot take apart; the machine goes anyway then."""
+        try:
+            pd.destroy()
+        except ValueError:
+            pass
+
     def new_pd(self) -> Pd:
         assert self.kalloc is not None
-        ptab = Ptab(self.memory, self.kalloc, layout.KERNEL_PD_PHYS, self.cpu.invalidate_tlb)
+        ptab = Ptab(self.memory, self.kalloc, layout.KERNEL_PD_PHYS, self.cpu.invalidate_tlb,
+                    self.parts.insert_mapping, bulk=self.parts.own("insert_mapping"))
         return Pd(self.memory, self.kalloc, ptab)
 
-    def new_ec(self, eip: int, esp: int) -> Ec:
+    def _new_thread(self, eip: int, esp: int) -> Ec:
+        """A new Ec of the task (Threads.new_thread): not queued yet."""
         assert self.pd is not None
         ec = Ec.create(len(self.ecs), self.pd, eip, esp)
         self.ecs.append(ec)
-        self.sched.admit(ec)
         return ec
-
-    def ec_address(self, ec: Ec) -> int:
-        """A stable kernel-virtual name for an Ec (the reference prints one)."""
-        return layout.kvirt(layout.KSTACK_PHYS) + 0x40 * ec.id
 
     def _fetch_code(self, virt: int, size: int) -> bytes:
         pd = self.current.pd
@@ -318,21 +352,27 @@ class Kernel:
         resume, ec.resume_flag = ec.resume_flag, False
         return ec.regs.eip if resume else None
 
-    def save_user_state(self, ec: Ec, eip: int) -> None:
+    def save_user_state(self, ec: Ec, eip: int) -> bool:
+        """Keep the user registers in the Ec; False when the CPU stopped in
+        ring 0, before the iret reached ring 3 (ec.regs still hold)."""
         regs = self.cpu.read_regs()
         if regs.cs & 3 != 3:
-            return  # stopped before the iret reached ring 3: ec.regs still hold
+            return False
         regs.eip = eip
         ec.regs = regs
+        return True
 
     def handle(self, ec: Ec, trap: Trap, single_step: bool) -> Trap | None:
         kind = trap.kind
         max_insns = self.limits.max_insns
-        self.save_user_state(ec, trap.eip)
+        in_user = self.save_user_state(ec, trap.eip)
         if kind is _SYSCALL_STOP:
-            self._do_pending(ec)
+            self._do_action(ec)
         elif kind is _EXCEPTION:
-            self.user_exception(ec, trap)
+            if in_user:
+                self.user_exception(ec, trap)
+            else:
+                self.kernel_exception(ec, trap)
         elif kind is _BUDGET:
             if single_step:
                 return trap
@@ -348,24 +388,22 @@ class Kernel:
         return None
 
     # ------------------------------------------------- scheduler actions
-    def after_syscall(self, action: str, resume_eip: int, status: int = 0) -> None:
-        """Called by a system call that needs the CPU stopped first."""
-        self._pending = _Pending(action, resume_eip, status)
-        self.cpu.stop_after_syscall(resume_eip)
-
-    def _do_pending(self, ec: Ec) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None:
+    def _do_action(self, ec: Ec) -> None:
+        """What the system call that stopped the CPU asked for (syscall.py)."""
+        action = self.syscalls.take_action()
+        if action is None:
             return
-        if pending.action == "exit":
-            self.finish(Outcome(pending.status, "exit", f"exit({pending.status})"))
-        elif pending.action == "yield":
-            self._rotate()
-        elif pending.action == "thr_exit":
+        if action.kind == "exit":
+            self.finish(Outcome(action.status, "exit", f"exit({action.status})"))
+        elif action.kind == "yield":
+            self.stats.switches += 1
+            self.parts.thr_yield(self.threads)
+        elif action.kind == "thr_exit":
             self._kill(ec)
         # "requantum" needs nothing more: stopping was the point (thr_create)
 
     def _rotate(self) -> None:
+        """Preemption: the quantum is spent, the next thread runs."""
         self.stats.switches += 1
         self.sched.rotate()
 
@@ -373,21 +411,6 @@ class Kernel:
         ec.state = EcState.DEAD
         if self.sched.remove(ec):
             self.finish(Outcome(0, "done", "no thread left"))
-
-    def thr_create(self, eip: int, stack_top: int, resume_eip: int) -> int:
-        if not self.sched.can_create(eip, stack_top):
-            return 0xFFFFFFFF
-        was_sliced = self.sched.sliced()
-        self.new_ec(eip, stack_top)
-        if self.sched.sliced() and not was_sliced:
-            # The running context has no quantum yet: stop so that the next
-            # slice gets one, or a creator that spins would starve the new one.
-            self.after_syscall("requantum", resume_eip)
-        return 0
-
-    def nbrk(self, new_break: int) -> int:
-        """The heap call: 0 asks for the current break (pynova/kernel/heap.py)."""
-        return heap.nbrk(self.current.pd, new_break)
 
     # --------------------------------------------------------- endings
     def user_exception(self, ec: Ec, trap: Trap) -> None:
@@ -399,6 +422,24 @@ class Kernel:
         for line in self.explain(self, fault) if self.explain is not None else ():
             self.console.line(line)
         self.finish(Outcome(128 + fault.signal, "fault", fault.name, fault))
+
+    def popped_frame(self) -> tuple[int, ...]:
+        """The five words the last iret popped (or refused) from the kernel stack."""
+        return IRET_FRAME.unpack(self.memory.read(_FRAME_PHYS, IRET_FRAME.size))
+
+    def kernel_exception(self, ec: Ec, trap: Trap) -> None:
+        """An exception in ring 0: the CPU refused the iret frame (lab elf's
+        step 3 builds it). The seed's kernel reports it and stops."""
+        fault = Fault(trap.vector or 0, trap.eip, trap.cr2, trap.error_code, ec.id)
+        for line in kernel_report_lines(fault, ec.regs, self.popped_frame(), _FRAME_VIRT):
+            self.console.line(line)
+        if self.tracer is not None:
+            self.tracer.exception(fault)
+        for line in self.explain(self, fault) if self.explain is not None else ():
+            self.console.line(line)
+        self.finish(Outcome(STATUS_KERNEL, "kernel",
+                            f"unhandled kernel exception: {fault.name} in the kernel's iret "
+                            f"(error code {fault.error_code:#x})", fault))
 
     def _limit(self, message: str) -> None:
         self.console.line(message)

@@ -26,7 +26,6 @@ from typing import NamedTuple
 from pynova.kernel.elf import (
     PF_W,
     PT_LOAD,
-    Eh,
     ElfError,
     Image,
     Ph,
@@ -77,8 +76,7 @@ class Run(NamedTuple):
 
 
 class Plan(NamedTuple):
-    eh: Eh
-    phs: list[Ph]
+    entry: int
     runs: list[Run]             # sorted by address, disjoint
     needs_stack: bool           # False: a segment already maps the stack page
     stack_top: int = USER_STACK_TOP
@@ -96,10 +94,16 @@ class Plan(NamedTuple):
     def top(self) -> int:
         """Where the heap begins: the end of the highest mapped page (the
         stack page's too, when it lies above the segments)."""
-        top = self.runs[-1].end
-        if self.needs_stack and top <= self.stack_page < USER_BREAK_LIMIT:
-            top = self.stack_page + PAGE_SIZE
-        return top
+        return break_above(self.runs[-1].end, self.stack_page, self.needs_stack)
+
+
+def break_above(top: int, stack_page: int, fresh_stack: bool) -> int:
+    """The initial break for segments that end at ``top``: above the stack
+    page too when it is a page of its own above them (not at the very top
+    of user space, where the heap could not grow anyway)."""
+    if fresh_stack and top <= stack_page < USER_BREAK_LIMIT:
+        return stack_page + PAGE_SIZE
+    return top
 
 
 def stack_top_of(image: Image) -> tuple[int, bool]:
@@ -303,12 +307,22 @@ def _needs_stack(runs: list[Run], page: int) -> bool:
     return not any(run.virt <= page < run.end for run in runs)
 
 
+def loadable(phs: Sequence[Ph]) -> list[tuple[int, Ph]]:
+    """The PT_LOAD headers that load anything, with their index in the table."""
+    return [(i, ph) for i, ph in enumerate(phs) if ph.type == PT_LOAD and ph.memsz]
+
+
 def plan(image: Image, ram: int = MAX_MEM) -> Plan:
     """Check an ELF image and plan its address space for a machine with
     ``ram`` bytes of RAM; raise ElfError on the first check that fails."""
     eh = check_header(image)
-    phs = program_headers(image, eh)
-    loads = [(i, ph) for i, ph in enumerate(phs) if ph.type == PT_LOAD and ph.memsz]
+    return plan_segments(image, eh.entry, loadable(program_headers(image, eh)), ram)
+
+
+def plan_segments(image: Image, entry: int, loads: Sequence[tuple[int, Ph]],
+                  ram: int = MAX_MEM) -> Plan:
+    """``plan`` for the loadable segments ``loads`` ((header index, Ph))
+    of a file whose header has been checked."""
     if not loads:
         raise ElfError("no loadable (PT_LOAD) segment")
     for i, ph in loads:
@@ -322,7 +336,7 @@ def plan(image: Image, ram: int = MAX_MEM) -> Plan:
     if mapped > ram:
         raise ElfError(f"the segments map {mapped:#x} bytes, more than the "
                        f"{ram >> 20} MiB of RAM")
-    if not any(ph.vaddr <= eh.entry < ph.vaddr + ph.memsz for _, ph in loads):
-        raise ElfError(f"entry point {eh.entry:#x} lies outside every loadable segment")
+    if not any(ph.vaddr <= entry < ph.vaddr + ph.memsz for _, ph in loads):
+        raise ElfError(f"entry point {entry:#x} lies outside every loadable segment")
     top, named = stack_top_of(image)
-    return Plan(eh, phs, runs, _needs_stack(runs, align_down(top - 1)), top, named)
+    return Plan(entry, runs, _needs_stack(runs, align_down(top - 1)), top, named)

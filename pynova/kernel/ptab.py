@@ -4,6 +4,10 @@
 A virtual address splits into a 10-bit page-directory index, a 10-bit
 page-table index and a 12-bit offset. Entries are 32-bit words: the frame
 address in bits 31..12, attribute bits below.
+
+``insert_mapping`` itself is a lab part (pynova/kernel/parts.py): pynova's
+own is in insert_mapping.py, and it sees the tables through the small
+``PageDirectory`` below, so that a student's version can stand in for it.
 """
 
 from __future__ import annotations
@@ -68,18 +72,52 @@ class Walk(NamedTuple):
         return (self.pte & PAGE_MASK) | (self.virt & 0xFFF)
 
 
+class PageDirectory:
+    """What ``insert_mapping`` works with (``pt`` in lab ptab): where the
+    page directory is, the physical memory the tables live in (32-bit words:
+    the kernel sees all RAM), and free frames for new page tables."""
+
+    __slots__ = ("root", "read", "write", "alloc_frame", "alloc_zeroed_frame")
+
+    root: int                              # the directory's frame: 1024 entries of 4 bytes
+    read: Callable[[int], int]             # read(phys): the 32-bit word at phys
+    write: Callable[[int, int], None]      # write(phys, value)
+    alloc_frame: Callable[[], int]         # a free frame as it is: what its last user left
+    alloc_zeroed_frame: Callable[[], int]  # a free frame that reads as zero
+
+    def __init__(self, root: int, memory: PhysicalMemory, kalloc: Kalloc) -> None:
+        # Bound methods of the memory and the allocator themselves: no extra
+        # call on the way (a loader maps up to all of RAM through here).
+        self.root = root
+        self.read = memory.r32
+        self.write = memory.w32
+        self.alloc_frame = kalloc.alloc
+        self.alloc_zeroed_frame = kalloc.alloc_zeroed
+
+
+#: The insert_mapping part: (the directory, virt, phys, attr).
+InsertMapping = Callable[[PageDirectory, int, int, int], None]
+
+
 class Ptab:
-    """One page directory and its page tables; all frames come from kalloc."""
+    """One page directory and its page tables; all frames come from kalloc.
+
+    ``insert`` is the insert_mapping part; ``bulk`` says it is pynova's own,
+    whose entries ``insert_mappings`` may then write a table at a time."""
 
     def __init__(self, memory: PhysicalMemory, kalloc: Kalloc, kernel_pd: int,
-                 invalidate: Callable[[], None]) -> None:
+                 invalidate: Callable[[], None], insert: InsertMapping,
+                 bulk: bool = False) -> None:
         self._mem = memory
         self._kalloc = kalloc
         self._invalidate = invalidate
-        self.root = kalloc.alloc()
+        self._insert = insert
+        self._bulk = bulk
+        self.root = kalloc.alloc_zeroed()
         # Share the kernel half: copy PDEs 768..1023 of the kernel's directory.
         first = KERNEL_PDE_FIRST * 4
         memory.write(self.root + first, memory.read(kernel_pd + first, PAGE_SIZE - first))
+        self.directory = PageDirectory(self.root, memory, kalloc)
 
     def _pde_addr(self, virt: int) -> int:
         return self.root + pd_index(virt) * 4
@@ -94,25 +132,22 @@ class Ptab:
         return Walk(virt, pde_addr, pde, pte_addr, self._mem.r32(pte_addr))
 
     def insert_mapping(self, virt: int, phys: int, attr: int) -> None:
-        """Map the page at ``virt`` to the frame at ``phys`` with ``attr``.
-
-        A new page table gets a directory entry that allows what the page
-        needs; an existing one is widened if this page needs more (the
-        effective rights are the AND of both levels, SDM 4.6)."""
+        """Map the page at ``virt`` to the frame at ``phys`` with ``attr``
+        (the insert_mapping part does it; OutOfMemory when a new page table
+        is needed and no frame is free)."""
         if virt >= USER_END or virt % PAGE_SIZE or phys % PAGE_SIZE:
             raise ValueError(f"insert_mapping({virt:#x}, {phys:#x}): not a user page")
-        pde_addr = self._pde_addr(virt)
-        pde = self._mem.r32(pde_addr)
-        if not pde & PRESENT:
-            pde = self._kalloc.alloc() | PRESENT
-        pde |= attr & (PRESENT | RW | USER)
-        self._mem.w32(pde_addr, pde)
-        self._mem.w32((pde & PAGE_MASK) + pt_index(virt) * 4, phys | (attr & ATTR_MASK))
+        self._insert(self.directory, virt, phys, attr)
 
     def insert_mappings(self, virt: int, frames: Sequence[int], attr: int) -> None:
         """Map ``len(frames)`` consecutive pages from ``virt`` on, the n-th
-        to ``frames[n]``: like insert_mapping on each, with one write of
-        the entries per page table (a loader maps up to all of RAM)."""
+        to ``frames[n]``: like insert_mapping on each. With pynova's own
+        insert_mapping, one write of the entries per page table (a loader
+        maps up to all of RAM); with another, page by page."""
+        if not self._bulk:
+            for n, frame in enumerate(frames):
+                self.insert_mapping(virt + n * PAGE_SIZE, frame, attr)
+            return
         done = 0
         while done < len(frames):
             at = virt + done * PAGE_SIZE

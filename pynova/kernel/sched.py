@@ -4,14 +4,16 @@ The ready queue's head is the context that runs next. A context leaves the
 head by yielding, by using up its quantum (counted in executed
 instructions, so a run is deterministic for a given program and quantum) or
 by ending. A lone context runs without a quantum: nothing could take over.
+
+``Threads`` is what the thread parts (threads.py, lab threads) see of it.
 """
 
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 
 from pynova.kernel.ec import Ec
-from pynova.kernel.layout import USER_END
 
 #: live contexts a task may have at once; thr_create fails beyond this
 MAX_READY = 1024
@@ -23,13 +25,12 @@ class RoundRobin:
     def __init__(self, quantum: int | None) -> None:
         self.quantum = quantum
         self.ready: collections.deque[Ec] = collections.deque()
+        #: The context the CPU runs (or ran last): the head when its slice began.
+        self.current: Ec = None  # type: ignore[assignment]
 
     def admit(self, ec: Ec) -> None:
         """A new context queues behind every ready one."""
         self.ready.append(ec)
-
-    def can_create(self, eip: int, stack_top: int) -> bool:
-        return eip < USER_END and stack_top <= USER_END and len(self.ready) < MAX_READY
 
     def rotate(self) -> None:
         """The head goes to the back: the next context runs."""
@@ -53,3 +54,22 @@ class RoundRobin:
             assert self.quantum is not None
             budget = self.quantum if budget is None else min(budget, self.quantum)
         return budget
+
+
+class Threads:
+    """What thr_create and thr_yield work with (lab threads): the ready
+    queue, a circle whose head ``ready[0]`` runs, and new threads."""
+
+    max_ready = MAX_READY  # live threads a task may have at once
+
+    def __init__(self, sched: RoundRobin, new_thread: Callable[[int, int], Ec]) -> None:
+        self._sched = sched
+        self.ready = sched.ready
+        #: new_thread(eip, stack_top): a new Ec of the task that starts at eip
+        #: with esp = stack_top; not queued yet (its id is its number).
+        self.new_thread = new_thread
+
+    @property
+    def current(self) -> Ec:
+        """The thread that made the call."""
+        return self._sched.current

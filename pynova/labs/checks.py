@@ -89,6 +89,8 @@ def run_checks(lab: Lab, workspace: Workspace, checks: Sequence[Check] | None = 
                limits: CheckLimits = CheckLimits()) -> LabReport:
     """Run ``checks`` (default: the lab's) against the workspace."""
     todo = list(lab.checks if checks is None else checks)
+    if lab.prepare is not None:
+        lab.prepare()
     results: list[CheckResult] = []
     load_failure: str | None = None
     for check in todo:

@@ -106,6 +106,8 @@ def grade(lab: Lab, checks: Sequence[Check], paths: Sequence[Path], options: Gra
     timeout = options.timeout or default_timeout(checks, options.check_timeout)
     jobs = options.jobs or os.cpu_count() or 1
     results: dict[int, Graded] = {}
+    if lab.prepare is not None:
+        lab.prepare()  # once here, not racing in every submission's process
 
     def finished(graded: Graded, index: int) -> None:
         results[index] = graded

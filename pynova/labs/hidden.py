@@ -13,7 +13,7 @@ must happen when they run with the student's code in place.
     why = "..."                 # optional: shown with a failure
     [check.expect]              # at least one of:
     status = 0                  # exit status (docs/ABI.md)
-    reason = "exit"             # exit | done | fault | limit | elf | boot
+    reason = "exit"             # exit | done | fault | limit | elf | boot | kernel
     output = ["bss ok"]         # lines that appear in this order in the program's output
     output_exact = "bss ok\\n"   # the program's whole output
     fault = { vector = 14, eip = 0x200c, cr2 = 0x3000, error_code = 7 }
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from pynova.runner import RunResult
 
 SOURCE_SUFFIXES = (".c", ".S", ".s")
-REASONS = ("exit", "done", "fault", "limit", "elf", "boot")
+REASONS = ("exit", "done", "fault", "limit", "elf", "boot", "kernel")
 FAULT_KEYS = ("vector", "eip", "cr2", "error_code")
 CHECK_KEYS = ("name", "lab", "program", "score", "mem", "max_insns", "timeout", "quantum",
               "why", "expect")

@@ -191,6 +191,10 @@ class Lab:
       the student's allocator): builds a hidden check's C/asm sources with
       it, in the check's process. None (the default): hidden programs are
       built once with pynova's own libc.
+    * ``prepare() -> None``: builds what the lab's own checks need (their
+      user programs) before the checks' processes start, so that no
+      check's time limit pays for a compiler; it must not raise (a check
+      whose program is missing says so itself). None: nothing to do.
     """
 
     name: str
@@ -204,6 +208,7 @@ class Lab:
     kernel_options: Callable[[Student], Mapping[str, Any]] = no_kernel_options
     runner: Callable[[Lab, Student, bytes, str, Limits], RunResult] = default_run_program
     program_builder: Callable[[Student, Sequence[Path], Path], Path] | None = None
+    prepare: Callable[[], None] | None = None
     limits: Limits = Limits()  # the default limits of a check's runs
     #: The file this lab was loaded from, for labs outside the registry.
     origin: Path | None = None

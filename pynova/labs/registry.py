@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pynova.labs.lab import Lab
 
-LAB_MODULES: tuple[str, ...] = ("pynova.labs.malloc",)
+LAB_MODULES: tuple[str, ...] = ("pynova.labs.elf", "pynova.labs.ptab", "pynova.labs.malloc")
 
 
 class UnknownLab(Exception):

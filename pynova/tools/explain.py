@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from pynova.kernel.descriptors import gdt
 from pynova.kernel.exceptions import PF_I, PF_P, PF_U, PF_W, Fault
-from pynova.kernel.layout import PAGE_SIZE, USER_STACK_TOP, align_down
+from pynova.kernel.layout import (
+    PAGE_SIZE,
+    SEL_USER_CODE,
+    SEL_USER_DATA,
+    USER_END,
+    USER_STACK_TOP,
+    align_down,
+)
 from pynova.kernel.pd import Pd, UserMemoryError
-from pynova.kernel.ptab import LARGE, PRESENT, RW, USER, Walk
+from pynova.kernel.ptab import KERNEL_PDE_FIRST, LARGE, PRESENT, RW, USER, Walk
 from pynova.tools.symbols import SymbolTable
 
 if TYPE_CHECKING:
@@ -60,22 +68,43 @@ def decode_error_code(code: int, fetch: bool) -> str:
 
 
 # ------------------------------------------------------------- page walks
-def refusal(walk: Walk, code: int, fetch: bool) -> tuple[str, str]:
-    """(what was attempted, which entry and bit refused it)."""
-    access = "instruction fetch from" if fetch else ("write to" if code & PF_W else "read of")
+def refusing_entry(walk: Walk, code: int) -> tuple[str, int, str] | None:
+    """Which entry of the walk refuses an access with page-fault error code
+    ``code``, and which of its bits: ("PDE" or "PTE", the entry, "P", "US"
+    or "RW"); None when both levels allow it (SDM vol. 3A, 4.6)."""
     pde, pte = walk.pde, walk.pte
     if not pde & PRESENT:
-        return f"{access} an unmapped address", f"PDE {pde:#010x}: P=0, no page table"
+        return "PDE", pde, "P"
     if not pde & LARGE and not pte & PRESENT:
-        return f"{access} an unmapped page", f"PTE {pte:#010x}: P=0"
+        return "PTE", pte, "P"
     entry, name = (pde, "PDE") if pde & LARGE else (pte, "PTE")
-    if code & PF_U and not (pde & pte & USER if not pde & LARGE else pde & USER):
-        bad, which = (pde, "PDE") if not pde & USER else (entry, name)
-        return f"{access} a supervisor-only page", f"{which} {bad:#010x}: US=0"
-    if code & PF_W and not (pde & RW and (pde & LARGE or pte & RW)):
-        bad, which = (pde, "PDE") if not pde & RW else (entry, name)
-        return f"{access} a read-only page", f"{which} {bad:#010x}: RW=0"
-    return f"{access} a page", f"{name} {entry:#010x}: allowed now (changed since the fault?)"
+    # When both levels lack a bit, the PTE is named: it is what the page's
+    # own mapping says.
+    for needed, bit, text in ((PF_U, USER, "US"), (PF_W, RW, "RW")):
+        if code & needed and not (pde & bit and (pde & LARGE or pte & bit)):
+            return (name, entry, text) if not entry & bit else ("PDE", pde, text)
+    return None
+
+
+def access_text(code: int, fetch: bool) -> str:
+    return "instruction fetch from" if fetch else ("write to" if code & PF_W else "read of")
+
+
+def refusal(walk: Walk, code: int, fetch: bool) -> tuple[str, str]:
+    """(what was attempted, which entry and bit refused it)."""
+    access = access_text(code, fetch)
+    found = refusing_entry(walk, code)
+    if found is None:
+        entry, name = (walk.pde, "PDE") if walk.pde & LARGE else (walk.pte, "PTE")
+        return f"{access} a page", f"{name} {entry:#010x}: allowed now (changed since the fault?)"
+    name, entry, bit = found
+    if bit == "P" and name == "PDE":
+        return f"{access} an unmapped address", f"PDE {entry:#010x}: P=0, no page table"
+    if bit == "P":
+        return f"{access} an unmapped page", f"PTE {entry:#010x}: P=0"
+    if bit == "US":
+        return f"{access} a supervisor-only page", f"{name} {entry:#010x}: US=0"
+    return f"{access} a read-only page", f"{name} {entry:#010x}: RW=0"
 
 
 def walk_lines(walk: Walk) -> list[str]:
@@ -219,6 +248,68 @@ def headline(fault: Fault, ctx: Context, insn: Instruction | None) -> str:
     return f"{fault.name} (vector {v})"
 
 
+# --------------------------------------------------- ring 0: the iret
+#: pynova's GDT (descriptors.py), entry by entry.
+GDT_ENTRIES = ("the null descriptor", "the kernel's code segment", "the kernel's data segment",
+               "the user code segment", "the user data segment", "the TSS")
+FRAME_WORDS = ("eip", "cs", "eflags", "esp", "ss")
+assert len(GDT_ENTRIES) * 8 == len(gdt(0))
+
+
+def in_ring0(fault: Fault) -> bool:
+    """Whether the CPU took ``fault`` in ring 0. pynova's only ring-0 code
+    is the kernel's iret; a ring-3 fetch from a kernel address is a page
+    fault with U/S=1."""
+    return fault.eip >= USER_END and not (fault.vector == 14 and fault.error_code & PF_U)
+
+
+def selector_text(selector: int) -> str:
+    index = selector >> 3
+    if selector & 4:
+        return f"{selector:#x} selects from an LDT (TI=1), and there is none"
+    if index == 0:
+        return f"{selector:#x} is the null selector"
+    if index >= len(GDT_ENTRIES):
+        return (f"{selector:#x} selects GDT entry {index}, beyond the {len(GDT_ENTRIES)} "
+                f"entries of pynova's GDT")
+    return f"{selector:#x} selects GDT entry {index}, {GDT_ENTRIES[index]}, with RPL {selector & 3}"
+
+
+def explain_iret(fault: Fault, frame: tuple[int, ...]) -> list[str]:
+    """Why the kernel's iret refused the frame (Intel SDM vol. 2A, IRET:
+    a return to ring 3 checks the new cs and ss before it loads them)."""
+    shown = ", ".join(f"{n}={w:#x}" for n, w in zip(FRAME_WORDS, frame, strict=True))
+    code = fault.error_code
+    head = f"the kernel's iret refused the frame [{shown}]"
+    need = (f"a return to ring 3 needs cs = SEL_USER_CODE {SEL_USER_CODE:#x} (word 1) and "
+            f"ss = SEL_USER_DATA {SEL_USER_DATA:#x} (word 4): iret pops eip, cs, eflags, esp, "
+            f"ss in that order (SDM vol. 3A, 6.12.1, Figure 6-4)")
+    if fault.vector in (10, 11, 12, 13):
+        for i in (1, 4):
+            # The error code names the selector refused; a null one is #GP(0).
+            if frame[i] & ~3 == code & ~3 and frame[i] != (SEL_USER_CODE if i == 1
+                                                            else SEL_USER_DATA):
+                named = ": the selector" if code else ""
+                head = (f"the kernel's iret refused word {i} of the frame, the new "
+                        f"{FRAME_WORDS[i]}: {selector_text(frame[i])} ({fault.name}, error "
+                        f"code {code:#x}{named})")
+                return [head, need]
+    return [f"{head}: {fault.name} with error code {code:#x}", need]
+
+
+def explain_ring0(kernel: Kernel, fault: Fault) -> list[str]:
+    """A page fault in ring 0 is the kernel losing its own mapping (a lab's
+    insert_mapping that wrote into the kernel half of the directory);
+    anything else is the iret refusing its frame."""
+    if fault.vector != 14 or kernel.pd is None:
+        return explain_iret(fault, kernel.popped_frame())
+    walk = kernel.pd.ptab.walk(fault.cr2)
+    return [f"a page fault in ring 0 at {fault.cr2:#x}: the kernel's own mapping of its "
+            f"memory is gone from the task's page directory; entries {KERNEL_PDE_FIRST} and "
+            f"up are the kernel's, and something (insert_mapping?) wrote over PDE"
+            f"[{fault.cr2 >> 22}]", *walk_lines(walk)]
+
+
 def explain(fault: Fault, ctx: Context) -> list[str]:
     """The explanation lines for one fault."""
     if fault.vector == 14:
@@ -247,6 +338,9 @@ def explain_fault(kernel: Kernel, fault: Fault) -> list[str]:
     if kernel.limits.time_is_up():  # it counts in the run's time limit
         return ["why: (no explanation: the time limit has run out)"]
     try:
+        if in_ring0(fault):
+            lines = explain_ring0(kernel, fault)
+            return ["why: " + lines[0]] + ["  " + line for line in lines[1:]]
         ctx = Context(ec.pd, module_symbols(kernel), ec.regs.esp, ec.stack_top)
         return explain(fault, ctx)
     except Exception as err:  # noqa: BLE001 - an explanation must not kill the report

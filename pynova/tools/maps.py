@@ -5,7 +5,7 @@ physical frames behind them and the PTE flags (P RW US A D)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pynova.kernel.layout import PAGE_MASK, PAGE_SIZE
 from pynova.kernel.ptab import ACCESSED, DIRTY, PRESENT, RW, USER, Ptab
@@ -124,12 +124,13 @@ def format_space(space: AddressSpace) -> list[str]:
 
 def inspect(modules: list[tuple[bytes, str]], *, at: str = "start",
             mem_size: int = 128 << 20, max_insns: int | None = None,
-            timeout: float | None = None,
-            quantum: int | None = None) -> tuple[AddressSpace, Outcome | None, str]:
+            timeout: float | None = None, quantum: int | None = None,
+            **kernel_options: Any) -> tuple[AddressSpace, Outcome | None, str]:
     """Boot a fresh machine, stop at ``at`` (start: before the first user
     instruction; exit/fault: when the task has ended) and take a snapshot.
     Returns it with the outcome (None at start) and the console output.
-    Raises KernelPanic when the kernel cannot boot."""
+    Raises KernelPanic when the kernel cannot boot. ``kernel_options``
+    (parts, poison_frames) make the kernel a lab's (runner.boot)."""
     from pynova.machine import Console, Machine
     from pynova.runner import boot, check_mem
     from pynova.tools.explain import explain_fault
@@ -137,7 +138,7 @@ def inspect(modules: list[tuple[bytes, str]], *, at: str = "start",
     check_mem(mem_size)
     console = Console()
     with Machine(mem_size, console) as machine:
-        kernel = boot(machine, modules, quantum=quantum)
+        kernel = boot(machine, modules, quantum=quantum, **kernel_options)
         outcome = None
         if at != "start":
             kernel.explain = explain_fault

@@ -144,5 +144,5 @@ def report(image: bytes) -> tuple[list[str], bool]:
     except ElfError as err:
         return lines + ["Loader checks:", *checks, f"verdict: rejected: ELF error: {err}"], False
     lines += page_lines(plan) + [""]
-    checks.append(_verdict(True, f"entry point {plan.eh.entry:#x} inside a loadable segment"))
+    checks.append(_verdict(True, f"entry point {plan.entry:#x} inside a loadable segment"))
     return lines + ["Loader checks:", *checks, "verdict: accepted"], True

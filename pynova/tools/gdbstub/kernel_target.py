@@ -285,7 +285,9 @@ class KernelTarget:
         return StopReason.signal(Signal.SIGINT, thread)
 
     def _ended(self, outcome: Outcome) -> StopReason:
-        if outcome.fault is None:
+        if outcome.fault is None or outcome.reason == "kernel":
+            # A ring-0 exception (the kernel's iret) is the kernel's end,
+            # not a signal of the task: gdb sees it exit with status 134.
             return StopReason.exited(outcome.status)
         fault = outcome.fault
         self._run.fatal_signal = gdb_signal(fault.signal)
