@@ -75,7 +75,7 @@ def test_program_output_is_the_programs_bytes_alone():
     assert b"print: bad buffer" not in bad.program_output
     assert bad.program_output == b"print(kernel) = -1\nprint(unmapped) = -1\n"
     threads = pynova.run("example:threads").program_output.decode().splitlines()
-    assert threads[:3] == ["main step 0 (EC 0)", "A step 0 (EC 1)", "B step 0 (EC 2)"]
+    assert threads[:3] == ["main step 0 (EC 0)", "B step 0 (EC 2)", "A step 0 (EC 1)"]
 
 
 BYTES_C = r"""#include "pynova.h"

@@ -6,6 +6,7 @@ frames come as they are; the system calls do not call back into the kernel."""
 from __future__ import annotations
 
 import ast
+import enum
 from collections import Counter
 from pathlib import Path
 
@@ -13,12 +14,13 @@ import pytest
 
 import pynova.kernel.syscall
 from pynova.kernel import heap, root_invoke, threads
+from pynova.kernel.ec import EcState
 from pynova.kernel.elf import ElfError
 from pynova.kernel.insert_mapping import insert_mapping
 from pynova.kernel.kalloc import JUNK, Kalloc, OutOfMemory
 from pynova.kernel.kernel import Kernel, KernelPanic
 from pynova.kernel.layout import KERNEL_END, MBI_PHYS, PAGE_SIZE
-from pynova.kernel.parts import PYNOVA, Parts
+from pynova.kernel.parts import PYNOVA, PartError, Parts, check_queue, word_result
 from pynova.kernel.pd import Heap
 from pynova.kernel.ptab import PageDirectory
 from pynova.kernel.root_task import RootTask
@@ -224,3 +226,90 @@ def test_a_kernel_half_overwritten_is_a_page_fault_in_ring_0() -> None:
     assert "unhandled kernel exception" in r.output.splitlines()
     assert "why: a page fault in ring 0 at 0xc0103000: the kernel's own mapping of its " \
            "memory is gone" in r.output
+
+
+# ------------------------------------- what a student's part hands back
+@pytest.mark.parametrize("value, got, why", [
+    (None, "nbrk returned None", "a path of your function ended without a return"),
+    (-1, "nbrk returned -1", "-1 does not fit (a failure is 0)"),
+    (1 << 32, "nbrk returned 4294967296", "must lie in 0..0xffffffff"),
+    ("0x5000", "nbrk returned '0x5000' (a str)", "a 32-bit register"),
+    (True, "nbrk returned True (a bool)", "not True or False: return 0 for a failure"),
+])
+def test_what_a_students_nbrk_returns_for_eax_is_checked(value, got, why) -> None:
+    def mine(heap_: Heap, new_break: int) -> object:
+        result = heap.nbrk(heap_, new_break)
+        return value if new_break else result
+
+    with pytest.raises(PartError) as err:
+        run_image(example_path("nbrk_probe").read_bytes(), "nbrk_probe", console=Console(),
+                  mem_size=4 << 20, parts=PYNOVA._replace(nbrk=mine))  # type: ignore[arg-type]
+    assert err.value.part == "nbrk"
+    assert err.value.message.splitlines()[:2] == [
+        "expected: nbrk to return an int 0..2^32-1 (for the caller's eax)", f"got:      {got}"]
+    assert why in err.value.why
+    assert word_result("nbrk", 0xFFFFFFFF, "0") == 0xFFFFFFFF
+    assert type(word_result("nbrk", enum.IntEnum("E", "A").A, "0")) is int
+
+
+def own_yield_then(change):  # type: ignore[no-untyped-def]
+    """A thr_yield that rotates, then changes the queue with ``change``."""
+    def mine(t: Threads) -> None:
+        threads.thr_yield(t)
+        change(t)
+    return mine
+
+
+@pytest.mark.parametrize("change, got", [
+    (lambda t: t.ready.append("thread"), "ready[3] = 'thread' (a str)"),
+    (lambda t: t.ready.append(t.ready[0]), "thread 2 twice"),
+    (lambda t: t.ready.pop(), "thread 0 is no longer in it"),
+    (lambda t: t.ready.append(t.new_thread(0x3000, 0x8000)) or t.ready.remove(t.ready[0]),
+     "thread 2 is no longer in it, and a new thread 3 (eip=0x3000, esp=0x8000) is"),
+])
+def test_what_a_students_thread_part_leaves_in_the_queue_is_checked(change, got) -> None:
+    parts = PYNOVA._replace(thr_yield=own_yield_then(change))
+    with pytest.raises(PartError) as err:
+        run_image(example_path("threads").read_bytes(), "threads", console=Console(),
+                  parts=parts)
+    assert err.value.part == "thr_yield"
+    assert err.value.got == got
+
+
+def test_a_thread_that_ended_may_not_come_back() -> None:
+    with Machine(4 << 20, Console()) as machine:
+        kernel = boot(machine, [(example_path("hello").read_bytes(), "hello")])
+        first = kernel.ecs[0]
+        other = kernel.threads.new_thread(0x3000, 0x8000)
+        other.state = EcState.DEAD
+        with pytest.raises(PartError) as err:
+            check_queue("thr_yield", [first, other], [first], kernel.ecs, 1)
+        assert err.value.expected == "thr_yield to leave only live threads in the ready queue"
+        assert err.value.got == "thread 1, which has ended (thr_exit)"
+        check_queue("thr_create", [first], [first], kernel.ecs, 1)  # nothing wrong
+
+
+def test_new_thread_takes_addresses_only() -> None:
+    with Machine(4 << 20, Console()) as machine:
+        kernel = boot(machine, [(example_path("hello").read_bytes(), "hello")])
+        for eip, esp in (("0x3000", 0x8000), (0x3000, -4), (0x3000, 1 << 32), (True, 0x8000)):
+            with pytest.raises(ValueError, match="new_thread: (eip|stack_top) must be an int "
+                                                 "0..2\\^32-1"):
+                kernel.threads.new_thread(eip, esp)  # type: ignore[arg-type]
+        assert len(kernel.ecs) == 1
+        with pytest.raises(AttributeError):
+            kernel.threads.ready = kernel.threads.ready  # type: ignore[misc]
+
+
+def test_a_kernel_with_a_students_thr_yield_is_cooperative() -> None:
+    def mine(t: Threads) -> None:
+        t.ready.rotate(-1)
+
+    with Machine(4 << 20, Console()) as machine:
+        assert Kernel(machine, quantum=1000).sched.quantum == 1000
+        assert Kernel(machine, quantum=1000,
+                      parts=PYNOVA._replace(thr_yield=mine)).sched.quantum is None
+        # a student's thr_create alone keeps the quantum: preemption rotates
+        # the queue the way pynova's own thr_yield does
+        assert Kernel(machine, quantum=1000, parts=PYNOVA._replace(
+            thr_create=lambda t, e, s: threads.thr_create(t, e, s))).sched.quantum == 1000

@@ -20,11 +20,13 @@ from conftest import needs_toolchain
 
 pytestmark = needs_toolchain
 
+#: main creates A, then B: each new thread goes right after its creator in
+#: the circle (the course's rule), so the newest runs first: main, B, A.
 YIELD_ORDER = [
-    "main step 0 (EC 0)", "A step 0 (EC 1)", "B step 0 (EC 2)",
-    "main step 1 (EC 0)", "A step 1 (EC 1)", "B step 1 (EC 2)",
-    "main step 2 (EC 0)", "A step 2 (EC 1)", "B step 2 (EC 2)",
-    "main done", "A done", "B done",
+    "main step 0 (EC 0)", "B step 0 (EC 2)", "A step 0 (EC 1)",
+    "main step 1 (EC 0)", "B step 1 (EC 2)", "A step 1 (EC 1)",
+    "main step 2 (EC 0)", "B step 2 (EC 2)", "A step 2 (EC 1)",
+    "main done", "B done", "A done",
 ]
 TICKS = [f"tick {i}" for i in range(5)]
 

@@ -64,10 +64,15 @@ class Threads:
 
     def __init__(self, sched: RoundRobin, new_thread: Callable[[int, int], Ec]) -> None:
         self._sched = sched
-        self.ready = sched.ready
         #: new_thread(eip, stack_top): a new Ec of the task that starts at eip
         #: with esp = stack_top; not queued yet (its id is its number).
         self.new_thread = new_thread
+
+    @property
+    def ready(self) -> collections.deque[Ec]:
+        """The kernel's ready queue itself (change it in place: the kernel
+        runs this deque, not one put in its place)."""
+        return self._sched.ready
 
     @property
     def current(self) -> Ec:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from pynova.kernel.ec import ec_address
-from pynova.kernel.parts import Parts
+from pynova.kernel.ec import Ec, ec_address
+from pynova.kernel.parts import Parts, check_break, check_queue, word_result
 from pynova.kernel.pd import UserMemoryError
 from pynova.kernel.sched import RoundRobin, Threads
 from pynova.machine.console import Console
@@ -52,11 +52,16 @@ class Syscalls:
     """The system-call table of one kernel."""
 
     def __init__(self, console: Console, sched: RoundRobin, parts: Parts, threads: Threads,
-                 stop: Callable[[int], None]) -> None:
+                 stop: Callable[[int], None], ecs: list[Ec] | None = None) -> None:
         self.console = console
         self.sched = sched
         self.parts = parts
         self.threads = threads
+        #: Every Ec of the task by id, to check what a student's thread part
+        #: leaves in the queue (parts.check_queue); pynova's own are trusted.
+        self.ecs: list[Ec] = ecs if ecs is not None else []
+        self._trust_nbrk = parts.own("nbrk")
+        self._trust_create = parts.own("thr_create")
         self._stop = stop  # the CPU stops once the call returns; resume at the eip given
         self._action: Action | None = None
         table: list[Handler | None] = [None] * 256
@@ -128,11 +133,22 @@ class Syscalls:
         return (esi + edi) & 0xFFFFFFFF
 
     def sys_nbrk(self, esi: int, edi: int, ecx: int, edx: int) -> int:
-        return self.parts.nbrk(self.sched.current.pd.heap, esi)
+        heap = self.sched.current.pd.heap
+        result = self.parts.nbrk(heap, esi)
+        if self._trust_nbrk:
+            return result
+        check_break(heap)
+        return word_result("nbrk", result, "0")
 
     def sys_thr_create(self, esi: int, edi: int, ecx: int, edx: int) -> int:
         was_sliced = self.sched.sliced()
-        result = self.parts.thr_create(self.threads, esi, edi)
+        if self._trust_create:
+            result = self.parts.thr_create(self.threads, esi, edi)
+        else:
+            before, made_from = list(self.sched.ready), len(self.ecs)
+            result = word_result("thr_create", self.parts.thr_create(self.threads, esi, edi),
+                                 "0xFFFFFFFF")
+            check_queue("thr_create", self.sched.ready, before, self.ecs, made_from)
         if self.sched.sliced() and not was_sliced:
             # The running thread has no quantum yet: stop so that the next
             # slice gets one, or a creator that spins would starve the new one.
