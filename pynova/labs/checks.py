@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pynova.kernel.parts import PartError
 from pynova.labs.isolate import Isolated, Progress, run_isolated
 from pynova.labs.lab import Check, CheckContext, CheckFailed, Lab, StudentCodeError, Workspace
 from pynova.labs.limits import CHECK_MEM_LIMIT, CHECK_TIMEOUT, format_size
@@ -213,6 +214,8 @@ def _check_in_child(lab: Lab, workspace: Workspace, check: Check, limits: CheckL
         return {"kind": "fail", "message": failure.message, "score": failure.score}
     except StudentCodeError as err:  # e.g. the lab built the student's C and it failed
         return {"kind": "fail", "message": str(err), "score": 0}
+    except PartError as err:  # the kernel refused what the student's part handed it
+        return {"kind": "fail", "message": err.message, "score": 0}
     except BaseException as exc:  # noqa: B036 - the student's SystemExit fails the check too
         del reserve
         return {"kind": "error", "message": describe_exception(exc, student.files,

@@ -210,6 +210,8 @@ class Lab:
     program_builder: Callable[[Student, Sequence[Path], Path], Path] | None = None
     prepare: Callable[[], None] | None = None
     limits: Limits = Limits()  # the default limits of a check's runs
+    #: The program a workspace's README runs with ``pynova run PROGRAM --lab .``.
+    try_program: str = "hello"
     #: The file this lab was loaded from, for labs outside the registry.
     origin: Path | None = None
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pynova.labs.lab import Lab
 
-LAB_MODULES: tuple[str, ...] = ("pynova.labs.elf", "pynova.labs.ptab", "pynova.labs.malloc")
+LAB_MODULES: tuple[str, ...] = ("pynova.labs.elf", "pynova.labs.ptab", "pynova.labs.brk",
+                                 "pynova.labs.malloc", "pynova.labs.threads")
 
 
 class UnknownLab(Exception):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pynova.kernel.parts import PartError
 from pynova.labs.lab import Lab, Student, StudentCodeError, Workspace
 from pynova.labs.student import one_line, student_traceback
 from pynova.labs.workspace import WorkspaceError, open_workspace
@@ -48,6 +49,8 @@ class LabRun:
         """What to show for an exception from a run with this code in
         place: the student's traceback; None when no frame of theirs is
         involved and pynova's emulator failed (an internal error)."""
+        if isinstance(exc, PartError):
+            return f"the kernel refused what your {exc.part} handed it:\n{exc.message}"
         trace = student_traceback(exc, self.student.files, self.workspace.path)
         if trace is not None:
             return f"your code raised {type(exc).__name__}:\n{trace}"

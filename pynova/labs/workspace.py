@@ -64,7 +64,8 @@ def readme_text(lab: Lab, *, solution: bool) -> str:
 
 def _run_lines(lab: Lab) -> list[str]:
     if lab.program_builder is None:
-        return ["pynova run hello --lab .      # boot pynova with your code in place"]
+        return [f"{f'pynova run {lab.try_program} --lab .':29} # boot pynova with your code "
+                f"in place"]
     # The student's code is part of the user programs (lab malloc): a
     # source given to `pynova build` takes the place of the libc's file.
     first = lab.files[0].name
