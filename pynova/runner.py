@@ -27,6 +27,9 @@ class RunResult(NamedTuple):
     fault: Fault | None = None
     instructions: int | None = None
     output_dropped: int = 0  # characters of output the console did not keep
+    #: What the program printed (call 1), when the console keeps it apart
+    #: (a ProgramConsole); None otherwise.
+    program_output: bytes | None = None
 
 
 def read_module(path: str | os.PathLike[str], mem_size: int = MAX_MEM) -> bytes:
@@ -109,8 +112,10 @@ def run_image(image: bytes, name: str, *, mem_size: int = 128 << 20,
         finally:
             kernel.disarm()
         counted = machine.cpu.instructions if machine.cpu.counting else None
+        program = getattr(console, "program", None)
         return RunResult(outcome.status, outcome.reason, console.output, outcome.message,
-                         outcome.fault, counted, console.dropped)
+                         outcome.fault, counted, console.dropped,
+                         bytes(program) if program is not None else None)
 
 
 def _run(kernel: Kernel, explain: bool, count_instructions: bool,

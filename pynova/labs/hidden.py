@@ -14,8 +14,8 @@ must happen when they run with the student's code in place.
     [check.expect]              # at least one of:
     status = 0                  # exit status (docs/ABI.md)
     reason = "exit"             # exit | done | fault | limit | elf | boot | kernel
-    output = ["bss ok"]         # lines that appear in this order in the program's output
-    output_exact = "bss ok\\n"   # the program's whole output
+    output = ["bss ok"]         # lines that appear in this order in the run's output
+    output_exact = "bss ok\\n"   # the program's own output, all of it
     fault = { vector = 14, eip = 0x200c, cr2 = 0x3000, error_code = 7 }
 
 A file's checks for other labs are skipped, so one directory can hold a
@@ -55,8 +55,12 @@ class HiddenCheckError(Exception):
 
 
 def program_output(result: RunResult) -> str:
-    """The text a hidden check compares: the program's own output."""
-    return result.output
+    """What ``output_exact`` compares: the program's own output (what it
+    printed with call 1), or the whole output when the run did not keep it
+    apart."""
+    if result.program_output is None:
+        return result.output
+    return result.program_output.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -311,7 +315,7 @@ def _build_with_student(ctx: CheckContext, spec: HiddenCheck) -> bytes:
 def compare(spec: HiddenCheck, result: RunResult) -> None:
     """Raise CheckFailed at the first expectation the run does not meet."""
     e = spec.expect
-    output = program_output(result)
+    output = result.output  # the kernel's lines and the program's, as `pynova run` shows them
     got = describe(result)
     why = spec.why
     if e.reason is not None and result.reason != e.reason:
@@ -326,9 +330,10 @@ def compare(spec: HiddenCheck, result: RunResult) -> None:
             raise fail(f"the line {missing!r} in the output (after the lines before it: "
                        f"{list(e.output)!r})", f"{got}; the output was:\n{_quote(output)}",
                        why)
-    if e.output_exact is not None and output != e.output_exact:
-        raise fail(f"exactly this output:\n{_quote(e.output_exact)}",
-                   f"{got}; the output was:\n{_quote(output)}", why)
+    own = program_output(result)
+    if e.output_exact is not None and own != e.output_exact:
+        raise fail(f"exactly this output from the program:\n{_quote(e.output_exact)}",
+                   f"{got}; the program printed:\n{_quote(own)}", why)
 
 
 def _compare_fault(want: Mapping[str, int], result: RunResult, got: str, why: str) -> None:

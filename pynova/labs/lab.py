@@ -166,10 +166,10 @@ def default_run_program(lab: Lab, student: Student, image: bytes, name: str,
                         limits: Limits) -> RunResult:
     """Boot a fresh machine with ``image`` and the options the lab's
     ``kernel_options`` hook derives from the student's code."""
-    from pynova.machine import Console
+    from pynova.program_output import ProgramConsole
     from pynova.runner import run_image
 
-    return run_image(image, name, console=Console(), explain=True,
+    return run_image(image, name, console=ProgramConsole(), explain=True,
                      **limits.run_kwargs(), **lab.kernel_options(student))
 
 
