@@ -452,7 +452,7 @@ LAB = Lab(
         Check(YIELD, 2, check_yield, timeout=2.0),
         Check(NEWEST, 2, check_newest, needs=(CREATE, YIELD), timeout=2.0),
         Check(REGS, 2, check_regs, needs=(CREATE, YIELD), timeout=2.0),
-        Check(MANY, 1, check_many, needs=(CREATE, YIELD), timeout=3.0),
+        Check(MANY, 1, check_many, needs=(CREATE, YIELD), timeout=2.0),
     ),
     parts=("thr_create", "thr_yield"),
     kernel_options=kernel_options,
