@@ -220,9 +220,10 @@ class Tested:
                        f"PDE {entry_text(walk.pde)}" + (f", PTE {entry_text(walk.pte)}"
                                                         if walk.pde & PRESENT else "")
                        + f" ({self.history()})",
-                       (kit.would_fault(walk, err.addr, write=True) or "")
-                       + "; every page from the initial break up to align_up(break) is "
-                         "mapped PRESENT | RW | USER") from None
+                       "; ".join(filter(None, (
+                           kit.would_fault(walk, err.addr, write=True),
+                           "every page from the initial break up to align_up(break) is "
+                           "mapped PRESENT | RW | USER")))) from None
 
     def _trace(self, err: BaseException) -> str:
         trace = student_traceback(err, self.student.files, self.root)
@@ -235,18 +236,17 @@ class Tested:
 
 
 @contextmanager
-def tested(ctx: CheckContext, parts: Parts | None = None) -> Iterator[Tested]:
+def tested(ctx: CheckContext) -> Iterator[Tested]:
     """hello booted at 16 MiB (frames full of junk), its heap ready for
     the student's nbrk."""
     fn = function(ctx.student, "nbrk")
-    with kit.booted(program("hello"), "hello",
-                    parts=parts or own_parts(ctx.student)) as kernel:
+    with kit.booted(program("hello"), "hello", parts=own_parts(ctx.student)) as kernel:
         kernel.root_invoke()
         assert kernel.pd is not None
         yield Tested(kernel, kernel.pd.heap, fn, ctx.student, ctx.workspace.path)
 
 
-def expect_return(t: Tested, arg: int, got: int, want: int, why: str) -> None:
+def expect_return(arg: int, got: int, want: int, why: str) -> None:
     if got != want:
         raise fail(f"nbrk({arg:#x}) to return " + (f"{want:#x}" if want else "0 (refused)"),
                    f"{got:#x}", why)
@@ -269,7 +269,7 @@ def check_asks(ctx: CheckContext) -> None:
     with tested(ctx) as t:
         b0 = t.heap.brk
         got = t.call(0)
-        expect_return(t, 0, got, b0, "0 only asks: nbrk(0) returns the break, heap.brk (the "
+        expect_return(0, got, b0, "0 only asks: nbrk(0) returns the break, heap.brk (the "
                                      "libc's nbrk(NULL); malloc starts its heap there)")
         below = ("it lies below the initial break {b0:#x}: the program's own data and "
                  "code are there, and the heap never shrinks into them")
@@ -286,7 +286,7 @@ def check_asks(ctx: CheckContext) -> None:
                             f"stack), and the kernel's half begins at 0xC0000000")
         refused(t, HIGH_BREAK - 1, below.format(b0=HIGH_BREAK))
         got = t.call(0)
-        expect_return(t, 0, got, HIGH_BREAK, "0 only asks: nbrk(0) returns heap.brk")
+        expect_return(0, got, HIGH_BREAK, "0 only asks: nbrk(0) returns heap.brk")
 
 
 def refused(t: Tested, arg: int, why: str) -> None:
@@ -300,7 +300,7 @@ def refused(t: Tested, arg: int, why: str) -> None:
         raise fail(f"nbrk({arg:#x}) to return 0 (refused) in step 1",
                    f"it went on to step {step.group(1)} (NotImplementedError: {err})",
                    why) from None
-    expect_return(t, arg, got, 0, why)
+    expect_return(arg, got, 0, why)
     expect_unchanged(t, arg, before, why + "; a refused call leaves everything as it was")
 
 
@@ -317,7 +317,7 @@ def grown(t: Tested, new: int) -> None:
     page it must have mapped, read back."""
     old, before = t.heap.brk, t.space()
     got = t.call(new)
-    expect_return(t, new, got, old, "a call that moves the break returns the previous one")
+    expect_return(new, got, old, "a call that moves the break returns the previous one")
     expect_break(t, new, new, "nbrk sets heap.brk = new_break when it succeeds")
     after = t.space()
     pages = list(range(align_up(old), align_up(new), PAGE_SIZE))
@@ -379,7 +379,7 @@ def check_edges(ctx: CheckContext) -> None:
                     b0 + 2 * PAGE_SIZE, b0 + 3 * PAGE_SIZE + 1, b0 + 5 * PAGE_SIZE):
             old = t.heap.brk
             got = t.call(new)
-            expect_return(t, new, got, old, "a call that moves the break returns the "
+            expect_return(new, got, old, "a call that moves the break returns the "
                                             "previous one")
             expect_break(t, new, new, "nbrk sets heap.brk = new_break when it succeeds")
             expect_pages_below(t, b0, new, b0 + 8 * PAGE_SIZE)
@@ -423,7 +423,7 @@ def check_zero(ctx: CheckContext) -> None:
         for new in (b0 + 1500, b0 + PAGE_SIZE + 50):
             old = t.heap.brk
             got = t.call(new)
-            expect_return(t, new, got, old, "a call that moves the break returns the "
+            expect_return(new, got, old, "a call that moves the break returns the "
                                             "previous one")
             data = pd.read_user(b0, new - b0)
             if data[:100] != b"\xab" * 100:
@@ -482,7 +482,7 @@ def check_shrink(ctx: CheckContext) -> None:
         spy = Spy(t.heap)
         before = t.space()
         got = t.call(kept)
-        expect_return(t, kept, got, b0 + 10 * PAGE_SIZE, "a call that moves the break "
+        expect_return(kept, got, b0 + 10 * PAGE_SIZE, "a call that moves the break "
                                                         "returns the previous one")
         expect_break(t, kept, kept, "nbrk sets heap.brk = new_break when it succeeds")
         expect_pages_below(t, b0, kept, b0 + 12 * PAGE_SIZE)
@@ -600,7 +600,7 @@ def after_oom(t: Tested) -> None:
     assert t.kernel.pd is not None
     old = t.heap.brk
     got = t.call(old + PAGE_SIZE)
-    expect_return(t, old + PAGE_SIZE, got, old, "after a failed grow the heap must work "
+    expect_return(old + PAGE_SIZE, got, old, "after a failed grow the heap must work "
                                                 "as before")
     expect_zero(t, range(align_up(old), align_up(old + PAGE_SIZE), PAGE_SIZE))
     t.call(old)
