@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pynova import __version__
+from pynova.argtypes import memory_size, port_number, positive_int, seconds
 
 STATUS_USAGE = 2
 STATUS_NOT_FOUND = 127
@@ -25,50 +25,6 @@ class CliError(Exception):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
-
-
-def parse_size(text: str) -> int:
-    """'128', '128M', '64MiB', '1G' -> bytes (plain numbers are MiB)."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    scale = 1 << 20
-    if t and t[-1] in "KMG":
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[t[-1]]
-        t = t[:-1]
-    try:
-        return int(float(t) * scale)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a memory size: {text!r}") from None
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def seconds(text: str) -> float:
-    """A time limit: a finite number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0: {text!r}")
-    return value
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {text!r}")
-    return value
 
 
 def resolve_program(spec: str) -> tuple[Path, str]:
@@ -354,7 +310,7 @@ def command(sub: argparse._SubParsersAction, name: str, text: str) -> argparse.A
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("program", help="an i386 ELF file, or example:NAME for a bundled example")
-    p.add_argument("--mem", type=parse_size, default=128 << 20, metavar="SIZE",
+    p.add_argument("--mem", type=memory_size, default=128 << 20, metavar="SIZE",
                    help="guest RAM, e.g. 128M (default), 4M, 1G")
     p.add_argument("--max-insns", type=positive_int, metavar="N",
                    help="stop after N user instructions (exit status 124)")

@@ -41,7 +41,7 @@ VARIANTS = {
 
 #: What every variant imports in addition (the solution does not need it).
 PRELUDE = ("import struct\n", "import os\nimport signal\nimport struct\n\n"
-           "from pynova.labs.limits import parse_size\n")
+           "from pynova.argtypes import parse_size\n")
 
 
 def toy_lab() -> Lab:

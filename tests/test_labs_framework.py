@@ -132,7 +132,7 @@ def test_a_traceback_keeps_the_students_frames_and_says_where_pynova_raised(tmp_
     assert lines[1].startswith('  File "toy_lab.py", line ') and \
         lines[1].endswith(", in count_load_segments")
     assert lines[2] == "    parse_size('many')"
-    assert lines[3].startswith("  (raised inside pynova: pynova/labs/limits.py:")
+    assert lines[3].startswith("  (raised inside pynova: pynova/argtypes.py:")
     assert lines[3].endswith(", in parse_size)")
     assert lines[4] == "ValueError: not a memory size: 'many'"
     assert "test_labs_framework" not in text   # the caller's frames are left out

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from pynova.argtypes import memory_size, positive_int, seconds
 
 STATUS_PASSED = 0
 STATUS_FAILED = 1
@@ -23,34 +24,6 @@ STATUS_USAGE = 2
 
 class LabCliError(Exception):
     """A one-line reason; the command exits with status 2."""
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def memory_size(text: str) -> int:
-    from pynova.labs.limits import parse_size
-    try:
-        return parse_size(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # ------------------------------------------------------------- commands
@@ -211,7 +184,7 @@ def build_parser(formatter: type[argparse.HelpFormatter] = argparse.HelpFormatte
     check.add_argument("--gradescope", metavar="FILE",
                        help="also write Gradescope's results.json to FILE")
     check.add_argument("--junit", metavar="FILE", help="also write JUnit XML to FILE")
-    check.add_argument("--timeout", type=positive_float, default=CHECK_TIMEOUT,
+    check.add_argument("--timeout", type=seconds, default=CHECK_TIMEOUT,
                        metavar="SECONDS", help="wall-clock limit of each check "
                        f"(default {CHECK_TIMEOUT:g})")
     check.set_defaults(func=cmd_check)
@@ -224,10 +197,10 @@ def build_parser(formatter: type[argparse.HelpFormatter] = argparse.HelpFormatte
                        help="a workspace directory or an archive (.zip, .tar, .tar.gz)")
     grade.add_argument("--jobs", type=positive_int, metavar="N",
                        help="submissions graded at once (default: one per CPU)")
-    grade.add_argument("--timeout", type=positive_float, metavar="SECONDS",
+    grade.add_argument("--timeout", type=seconds, metavar="SECONDS",
                        help="time limit of one submission (default: the sum of its "
                        "checks' limits plus 30)")
-    grade.add_argument("--check-timeout", type=positive_float, default=CHECK_TIMEOUT,
+    grade.add_argument("--check-timeout", type=seconds, default=CHECK_TIMEOUT,
                        metavar="SECONDS",
                        help=f"wall-clock limit of each check (default {CHECK_TIMEOUT:g})")
     grade.add_argument("--out", metavar="DIR",

@@ -485,7 +485,7 @@ steps:
 3. `enter_user_mode`: the five words iret pops, `[entry, SEL_USER_CODE,
    0x200, k.stack_top, SEL_USER_DATA]`, and `k.iret(frame)`.
 
-If you are successful, `pynova run hello --lab .` prints `Hello world!`.
+If you are successful, `pynova run example:hello --lab .` prints `Hello world!`.
 A frame in the wrong order makes the CPU's iret fault in ring 0: pynova
 reports an "unhandled kernel exception" (exit status 134) with the frame
 the CPU popped. The checks test each step on its own (with pynova's own

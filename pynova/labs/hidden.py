@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pynova.argtypes import parse_size
 from pynova.labs.lab import Check, CheckContext, Lab, fail
-from pynova.labs.limits import parse_size
 
 if TYPE_CHECKING:
     from pynova.runner import RunResult

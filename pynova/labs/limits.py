@@ -32,23 +32,6 @@ class Limits:
                 "timeout": self.timeout, "quantum": self.quantum}
 
 
-def parse_size(text: str) -> int:
-    """'128', '128M', '64MiB', '1G', '512K' -> bytes (a plain number is MiB,
-    as ``pynova run --mem`` reads it). Raises ValueError."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    scale = 1 << 20
-    if t and t[-1] in "KMG":
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[t[-1]]
-        t = t[:-1]
-    try:
-        value = int(float(t) * scale)
-    except ValueError:
-        raise ValueError(f"not a memory size: {text!r}") from None
-    if value <= 0:
-        raise ValueError(f"not a memory size: {text!r}")
-    return value
-
-
 def format_size(size: int) -> str:
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if size >= 1 << shift and size % (1 << shift) == 0:
