@@ -809,5 +809,5 @@ LAB = Lab(
     kernel_options=kernel_options,
     prepare=prepare,
     limits=kit.RUN_LIMITS,
-    try_program="nbrk_probe",
+    try_program="example:nbrk_probe",
 )

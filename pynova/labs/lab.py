@@ -211,7 +211,7 @@ class Lab:
     prepare: Callable[[], None] | None = None
     limits: Limits = Limits()  # the default limits of a check's runs
     #: The program a workspace's README runs with ``pynova run PROGRAM --lab .``.
-    try_program: str = "hello"
+    try_program: str = "example:hello"
     #: The file this lab was loaded from, for labs outside the registry.
     origin: Path | None = None
 

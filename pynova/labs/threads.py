@@ -458,5 +458,5 @@ LAB = Lab(
     kernel_options=kernel_options,
     prepare=prepare,
     limits=LIMITS,
-    try_program="threads",
+    try_program="example:threads",
 )

@@ -52,9 +52,9 @@ def readme_text(lab: Lab, *, solution: bool) -> str:
     lines += [lab.readme.strip(), "",
               "## Working on it", "",
               f"Your code goes in {files}; the TODO comments say what each step does.",
-              "", "```sh", *_run_lines(lab),
-              "pynova lab check .            # the lab's checks, stage by stage",
-              "pynova lab check . --json     # the same, as JSON",
+              "", "```sh", *_commented(_run_lines(lab) + [
+                  ("pynova lab check .", "the lab's checks, stage by stage"),
+                  ("pynova lab check . --json", "the same, as JSON")]),
               "```", "",
               "`pynova lab check` exits with 0 when every check passes, 1 when some fail.",
               "Each check runs in a process of its own with a time and memory limit, so an",
@@ -62,15 +62,22 @@ def readme_text(lab: Lab, *, solution: bool) -> str:
     return "\n".join(lines)
 
 
-def _run_lines(lab: Lab) -> list[str]:
+def _run_lines(lab: Lab) -> list[tuple[str, str]]:
+    """(command, comment) lines that run a program with the student's code."""
     if lab.program_builder is None:
-        return [f"{f'pynova run {lab.try_program} --lab .':29} # boot pynova with your code "
-                f"in place"]
+        return [(f"pynova run {lab.try_program} --lab .", "boot pynova with your code in place")]
     # The student's code is part of the user programs (lab malloc): a
     # source given to `pynova build` takes the place of the libc's file.
     first = lab.files[0].name
-    return [f"pynova build prog.c {first} -o prog   # your program, with your {first}",
-            "pynova run prog"]
+    return [(f"pynova build prog.c {first} -o prog", f"your program, with your {first}"),
+            ("pynova run prog", "")]
+
+
+def _commented(lines: list[tuple[str, str]]) -> list[str]:
+    """Shell lines with their comments in one column."""
+    width = max(len(command) for command, _ in lines) + 2
+    return [f"{command:{width}}# {comment}" if comment else command
+            for command, comment in lines]
 
 
 def start(lab: Lab, path: Path, *, solution: bool) -> list[Path]:
