@@ -26,7 +26,8 @@ def test_unicorn_constants_match_the_binding():
     assert (x.UC_X86_INS_IN, x.UC_X86_INS_OUT) == (uc.UC_X86_INS_IN, uc.UC_X86_INS_OUT)
     for name in ("UC_ARCH_X86", "UC_MODE_32", "UC_PROT_ALL", "UC_HOOK_INTR", "UC_HOOK_INSN",
                  "UC_HOOK_CODE", "UC_HOOK_BLOCK", "UC_QUERY_TIMEOUT", "UC_ERR_INSN_INVALID",
-                 "UC_CTL_TB_FLUSH", "UC_CTL_TLB_FLUSH", "UC_CTL_TB_REMOVE_CACHE"):
+                 "UC_CTL_TB_FLUSH", "UC_CTL_TLB_FLUSH", "UC_CTL_TB_REMOVE_CACHE",
+                 "UC_CTL_UC_USE_EXITS"):
         assert getattr(c, name) == getattr(uc, name), name
 
 
@@ -174,13 +175,13 @@ def test_fpu_state_round_trips_and_starts_in_fninit_state(unicorn_library):
     with Machine(4 << 20, Console()) as machine:
         cpu = machine.cpu
         cpu.write_reg("fpcw", 0)
-        cpu.write_fpu(None)
+        cpu.switch_fpu(None)
         assert (cpu.read_reg("fpcw"), cpu.read_reg("fpsw"), cpu.read_reg("fptag"),
                 cpu.read_reg("mxcsr")) == (0x37F, 0, 0xFFFF, 0x1F80)
-        if unicorn_library == "wheel":  # the patched one keeps the CPU state's bytes
-            assert cpu.read_fpu() == FPU_INIT_STATE
         cpu.write_reg("fpcw", 0xB7F)
-        saved = cpu.read_fpu()
-        cpu.write_fpu(None)
-        cpu.write_fpu(saved)
-        assert cpu.read_reg("fpcw") == 0xB7F and cpu.read_fpu() == saved
+        saved = cpu.switch_fpu(None)
+        if unicorn_library == "wheel":  # the patched one keeps the CPU state's bytes
+            assert cpu.switch_fpu(saved) == FPU_INIT_STATE
+        else:
+            cpu.switch_fpu(saved)
+        assert cpu.read_reg("fpcw") == 0xB7F and cpu.switch_fpu(saved) == saved

@@ -34,7 +34,7 @@ from pynova.machine.multiboot import BootInfo
 
 #: The five words iret pops (Intel SDM vol. 3A, 6.12.1, Figure 6-4).
 IRET_FRAME = struct.Struct("<5I")
-_USER_DATA_SEGMENTS = (layout.SEL_USER_DATA,) * 4
+_USER_DATA = layout.SEL_USER_DATA
 # Where the iret frame goes (the top of the kernel stack) and the iret.
 _FRAME_PHYS = layout.KSTACK_TOP_PHYS - IRET_FRAME.size
 _FRAME_VIRT = layout.kvirt(_FRAME_PHYS)
@@ -110,6 +110,7 @@ class Kernel:
         self._watchdog_fired = False
         self._entry_cr3 = layout.KERNEL_PD_PHYS  # CR3 in the saved kernel entry state
         self._fpu_owner: Ec | None = None  # whose x87/SSE state the CPU holds
+        self._ram = self.memory.view  # for the iret frame, on every entry
         self.syscalls = Syscalls(self.console, self.sched, parts, self.threads,
                                  self.cpu.stop_after_syscall, self.ecs)
         self.cpu.syscall_handler = self.syscalls.dispatch
@@ -285,44 +286,47 @@ class Kernel:
         if self.limits.time_is_up():
             self.time_up()
             return None
-        if not self.ready:
+        ready = self.ready
+        if not ready:
             self.finish(Outcome(0, "done", "no thread left"))
             return None
-        ec = self.ready[0]
-        self.current = ec
+        ec = self.sched.current = ready[0]
         if self.tracer is not None:
             self.tracer.slice(ec)
-        budget = self._budget(single_step)
+        max_insns = self.limits.max_insns
+        budget = self.sched.budget(
+            None if max_insns is None else max_insns - self.cpu.instructions, single_step)
         if budget is not None and budget <= 0:
             self._limit(f"limit: {self.cpu.instructions} instructions executed (--max-insns)")
             return None
         trap = self.enter_user(ec, budget)
         return self.handle(ec, trap, single_step)
 
-    def _budget(self, single_step: bool) -> int | None:
-        max_insns = self.limits.max_insns
-        left = None if max_insns is None else max_insns - self.cpu.instructions
-        return self.sched.budget(left, single_step)
-
     def enter_user(self, ec: Ec, budget: int | None) -> Trap:
         """Return to user mode the way NOVA does: load the general registers,
         put the iret frame on the kernel stack and execute iret in ring 0."""
+        # Spelled out, with as few calls as can be: this is every thread switch.
         self.stats.entries += 1
         cpu = self.cpu
         cpu.enter_kernel()
-        if ec.pd.ptab.root != self._entry_cr3:
-            cpu.write_cr(3, ec.pd.ptab.root)
+        root = ec.pd.ptab.root
+        if root != self._entry_cr3:
+            cpu.write_cr(3, root)
         if ec is not self._fpu_owner:
             self._switch_fpu(ec)
-        cpu.write_regs(ec.regs)
-        self._load_data_segments(ec)
-        self.memory.write(_FRAME_PHYS, IRET_FRAME.pack(*ec.iret_frame()))
-        cpu.write_reg("esp", _FRAME_VIRT)
+        r = ec.regs
+        cpu.write_regs(r, _FRAME_VIRT)  # esp: the kernel stack; the user's is in the frame
+        if r.ds != _USER_DATA or r.es != _USER_DATA or r.fs != _USER_DATA or r.gs != _USER_DATA:
+            self._load_data_segments(ec)
+        # Ec.iret_frame(), spelled out (a call and a list cost a tenth of a switch)
+        IRET_FRAME.pack_into(self._ram, _FRAME_PHYS, r.eip, r.cs, r.eflags, r.esp, r.ss)
+        resume_eip = None
+        if ec.resume_flag:
+            resume_eip, ec.resume_flag = r.eip, False
         # The iret itself is one more instruction for the budget to allow.
         self.in_cpu = True
         try:
-            trap = cpu.run(_IRET, max_insns=None if budget is None else budget + 1,
-                           resume_eip=self._resume_eip(ec))
+            trap = cpu.run(_IRET, None if budget is None else budget + 1, resume_eip=resume_eip)
         finally:
             self.in_cpu = False
         if self.interrupted:
@@ -339,26 +343,18 @@ class Kernel:
     def _switch_fpu(self, ec: Ec) -> None:
         """Give ``ec`` the x87/SSE registers (only when another Ec had them:
         every register but eax is the thread's own, docs/ABI.md)."""
-        owner = self._fpu_owner
-        if owner is not None:
-            owner.fpu = self.cpu.read_fpu()
-        self.cpu.write_fpu(ec.fpu)
+        previous = self.cpu.switch_fpu(ec.fpu)
+        if self._fpu_owner is not None:
+            self._fpu_owner.fpu = previous
         self._fpu_owner = ec
 
     def _load_data_segments(self, ec: Ec) -> None:
         """The kernel entry state holds the user data selector in ds..gs;
         load the Ec's own where it changed them (iret keeps them: DPL 3)."""
         r = ec.regs
-        if (r.ds, r.es, r.fs, r.gs) == _USER_DATA_SEGMENTS:
-            return
         for name, selector in (("ds", r.ds), ("es", r.es), ("fs", r.fs), ("gs", r.gs)):
-            if selector != layout.SEL_USER_DATA:
+            if selector != _USER_DATA:
                 self.cpu.load_segment(name, selector)
-
-    @staticmethod
-    def _resume_eip(ec: Ec) -> int | None:
-        resume, ec.resume_flag = ec.resume_flag, False
-        return ec.regs.eip if resume else None
 
     def save_user_state(self, ec: Ec, eip: int) -> bool:
         """Keep the user registers in the Ec; False when the CPU stopped in

@@ -49,11 +49,10 @@ class RoundRobin:
         """Instructions the head may run before the CPU must stop."""
         if single_step:
             return 1
-        budget = insns_left
-        if self.sliced():
-            assert self.quantum is not None
-            budget = self.quantum if budget is None else min(budget, self.quantum)
-        return budget
+        if not self.sliced():
+            return insns_left
+        quantum: int = self.quantum  # type: ignore[assignment]
+        return quantum if insns_left is None or quantum < insns_left else insns_left
 
 
 class Threads:

@@ -40,6 +40,7 @@ UC_ERR_EXCEPTION = 21
 
 # unicorn.h: UC_CTL(type, nr, rw) = type | nr << 26 | rw << 30.
 UC_CTL_IO_WRITE = 1
+UC_CTL_UC_USE_EXITS = 4
 UC_CTL_TB_REMOVE_CACHE = 9
 UC_CTL_TB_FLUSH = 10
 UC_CTL_TLB_FLUSH = 11

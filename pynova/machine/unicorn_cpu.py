@@ -46,7 +46,7 @@ from ctypes import byref, c_size_t, c_uint64, c_void_p
 from typing import Any
 
 from pynova.machine import uc_abi as uc
-from pynova.machine.cpu import Regs, SyscallHandler, Trap, TrapKind
+from pynova.machine.cpu import GPR_NAMES, Regs, SyscallHandler, Trap, TrapKind
 from pynova.machine.decode import Decoder
 from pynova.machine.memory import PhysicalMemory
 
@@ -56,7 +56,6 @@ _NO_LIMIT = (1 << 64) - 1
 _USER_LIMIT = 0xC0000000
 _REGS_ORDER = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip",
                "eflags", "cs", "ss", "ds", "es", "fs", "gs")
-_GPRS_NO_ESP = ("eax", "ecx", "edx", "ebx", "ebp", "esi", "edi")
 # Vectors that push an error code (Intel SDM vol. 3A, 6.13, Table 6-1).
 _HAS_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
 # Vectors of the trap class (int3, into): Unicorn already reports the eip of
@@ -80,13 +79,22 @@ FPU_INIT_STATE = b"".join(value.to_bytes(_FPU_SLOT, "little")
 _SYS_VIEW = struct.Struct("<I4xI4xI4x8xI4x8xI4xI4x64xI")
 _ENV_EAX, _ENV_ESP, _ENV_EIP = 0, 4 * 8, 16 * 8
 _U64 = struct.Struct("<Q")
-# The general registers in PUSHAD order and eip; all but esp, for writing.
-_GPRS_EIP_VIEW = struct.Struct("<" + "I4x" * 8 + "64xI")
-_GPRS_NO_ESP_VIEW = struct.Struct("<QQQQ8xQQQ")
+# The user register file as it lies in the CPU state between runs: the
+# general registers in PUSHAD order, eip, eflags (complete there once a run
+# has ended: x86_cpu_exec_exit folds the lazy flags in), then the selectors
+# of segs[] (SegmentCache: selector, base, limit, flags in 24 bytes), in
+# QEMU's order es, cs, ss, ds, fs, gs. Checked once per CPU (_native_state).
+_ENV_EFLAGS, _ENV_SEGS, _SEG_SIZE = 17 * 8, 23 * 8, 24
+_QEMU_SEG_ORDER = ("es", "cs", "ss", "ds", "fs", "gs")
+_USER_VIEW = struct.Struct("<" + "I4x" * 8 + "64x" + "I4x" * 2 + "40x" + "I20x" * 6)
+_USER_VIEW_NAMES = GPR_NAMES + ("eip", "eflags") + _QEMU_SEG_ORDER
+# The general registers, for writing (a 32-bit write zero-extends).
+_GPRS_VIEW = struct.Struct("<8Q")
 _ENV_GPR = {name: 8 * i for i, name in enumerate(("eax", "ecx", "edx", "ebx", "esp", "ebp",
                                                  "esi", "edi"))}
 
 
+_new_object, _new_tuple = object.__new__, tuple.__new__
 # Enum members as globals: TrapKind.X costs a descriptor call each time.
 _BUDGET, _SYSCALL_STOP = TrapKind.BUDGET, TrapKind.SYSCALL_STOP
 
@@ -123,14 +131,18 @@ class _RegBatch:
 
 class _FpuRegion:
     """The patched library's x87/SSE state: its bytes in the live CPU state
-    and in the saved kernel state, and those of the initial state."""
+    (``live``), those of the initial state, and the rest of the CPU state
+    and of the saved kernel state (what uc_context_restore copies: the
+    parts before and after the x87/SSE state), so that entering the kernel
+    copies all but the x87/SSE state in place."""
 
-    __slots__ = ("live", "saved", "initial")
+    __slots__ = ("live", "initial", "env_head", "env_tail", "kernel_head", "kernel_tail")
 
-    def __init__(self, live: memoryview, saved: memoryview) -> None:
-        self.live = live
-        self.saved = saved
+    def __init__(self, env: memoryview, kernel: memoryview, start: int, end: int) -> None:
+        self.live = env[start:end]
         self.initial = b""
+        self.env_head, self.env_tail = env[:start], env[end:]
+        self.kernel_head, self.kernel_tail = kernel[:start], kernel[end:]
 
 
 class UnicornCpu:
@@ -147,6 +159,12 @@ class UnicornCpu:
         _check(lib.uc_open(uc.UC_ARCH_X86, uc.UC_MODE_32, byref(self._uc)), "uc_open", lib)
         _check(lib.uc_mem_map_ptr(self._uc, 0, memory.size, uc.UC_PROT_ALL,
                                   memory.host_address), "uc_mem_map_ptr", lib)
+        # An empty set of exit addresses instead of emu_start's "until": no
+        # eip is one, and Unicorn no longer invalidates code at until - 1
+        # after every run (uc_exit_invalidate_iter in qemu/softmmu/cpus.c:
+        # a page walk for an address that is never mapped, each thread switch).
+        _check(lib.uc_ctl(self._uc, uc.uc_ctl_write(uc.UC_CTL_UC_USE_EXITS, 1), ctypes.c_int(1)),
+               "uc_ctl(UC_CTL_UC_USE_EXITS)", lib)
         self._memory = memory
         self.syscall_handler: SyscallHandler | None = None
         self._insns = 0  # counted by the block hook (wheel)
@@ -158,9 +176,12 @@ class UnicornCpu:
         # What the wheel's sysenter hook reads in one call.
         self._sys = _RegBatch(("eax", "esi", "edi", "ecx", "edx", "eip", "esp", "eflags"))
         self._all = _RegBatch(_REGS_ORDER)
-        self._flags_segs = _RegBatch(_REGS_ORDER[9:])
-        self._gprs = _RegBatch(_GPRS_NO_ESP)
+        self._gprs = _RegBatch(GPR_NAMES)
         self._one_ref = byref(self._one)
+        # uc_emu_start's arguments as ctypes objects, for a function object
+        # without argtypes: converting Python ints costs more than the call.
+        self._emu_start = lib["uc_emu_start"]
+        self._begin, self._until, self._zero = c_uint64(), c_uint64(_NO_UNTIL), c_uint64(0)
         self._read_batch = lib.uc_reg_read_batch
         self._write_reg = lib.uc_reg_write
         self._sys_ids, self._sys_ptrs = self._sys.ids, self._sys.ptrs
@@ -181,8 +202,9 @@ class UnicornCpu:
         self._err = 0
         self._fpu_region: _FpuRegion | None = None
         if self.native:
-            self._count, self._limit, self._env = self._native_state()
-            self._count_base = self._count.value
+            # _counter[0]: instructions executed; [1]: the CPU stops there
+            self._counter, self._env = self._native_state()
+            self._count_base = self._counter[0]
             self._fpu_region = self._locate_fpu()
             self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._sysenter_in_place()),
                            extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
@@ -248,26 +270,33 @@ class UnicornCpu:
         _check(self._lib.uc_context_alloc(self._uc, byref(ctx)), "uc_context_alloc", self._lib)
         return ctx
 
-    def _native_state(self) -> tuple[c_uint64, c_uint64, memoryview]:
-        """The patched library's counter and limit, and a view of the CPU
-        state's general registers and eip; checked against the register API
-        once, so that a layout that differs fails here, not in a guest."""
-        counter = self._lib.uc_pynova_counter(self._uc)
-        env = self._lib.uc_pynova_cpu_state(self._uc)
+    def _native_state(self) -> tuple[memoryview, memoryview]:
+        """The patched library's counter and limit (a view of two unsigned
+        64-bit words: indexing one costs less than a ctypes value), and a
+        view of the CPU state's user register file (_USER_VIEW); checked
+        against the register API once, so that a layout that differs fails
+        here, not in a guest. (Segment registers take any selector with CR0.PE clear:
+        the check runs in a state it then throws away.)"""
+        lib = self._lib
+        counter = lib.uc_pynova_counter(self._uc)
+        env = lib.uc_pynova_cpu_state(self._uc)
         if not counter or not env:
             raise CpuError("the patched libunicorn did not give its CPU state")
-        view = memoryview((ctypes.c_char * (_ENV_EIP + 8)).from_address(env)).cast("B")
-        markers = {"eax": 0x11, "ecx": 0x22, "edx": 0x33, "esp": 0x44, "esi": 0x55,
-                   "edi": 0x66, "eip": 0x77}
-        for name, value in markers.items():
-            self._api_write_reg(name, value)
-        in_place = _SYS_VIEW.unpack_from(view)
-        _U64.pack_into(view, _ENV_GPR["ebx"], 0x88)
-        if in_place != tuple(markers.values()) or self.read_reg("ebx") != 0x88:
+        view = memoryview((ctypes.c_char * _USER_VIEW.size).from_address(env)).cast("B")
+        markers = {name: 0x11 * (i + 1) for i, name in enumerate(GPR_NAMES + ("eip",))}
+        markers["eflags"] = 0x8D7  # OF SF ZF AF PF CF: the flags QEMU computes lazily
+        markers.update({name: 0x18 + 8 * i for i, name in enumerate(_QEMU_SEG_ORDER)})
+        _check(lib.uc_context_save(self._uc, self._scratch_ctx), "context_save", lib)
+        self._api_write_reg("cr0", 0)
+        for name in _USER_VIEW_NAMES:
+            self._api_write_reg(name, markers[name])
+        in_place = _USER_VIEW.unpack_from(view)
+        _U64.pack_into(view, _ENV_GPR["ebx"], 0x99)
+        written = self.read_reg("ebx")
+        _check(lib.uc_context_restore(self._uc, self._scratch_ctx), "context_restore", lib)
+        if in_place != tuple(markers[name] for name in _USER_VIEW_NAMES) or written != 0x99:
             raise CpuError("unexpected CPU state layout in the patched libunicorn")
-        for name in (*markers, "ebx"):
-            self._api_write_reg(name, 0)
-        return (c_uint64.from_address(counter), c_uint64.from_address(counter + 8), view)
+        return memoryview((ctypes.c_char * 16).from_address(counter)).cast("B").cast("Q"), view
 
     def _locate_fpu(self) -> _FpuRegion | None:
         """Where the x87/SSE state lies in the CPU state and in the saved
@@ -298,15 +327,20 @@ class UnicornCpu:
                 or vector[0] < control[0]:
             return None
         start, end = top[0], vector[0] + 8 * 64  # through XMM7 (ZMMReg: 64 bytes)
+        # A context is a header, then the CPU state's first context_size
+        # bytes (uc_context in uc_priv.h; its first field is context_size).
         self._lib.uc_context_save(self._uc, self._scratch_ctx)
+        state_size = ctypes.c_size_t.from_address(self._scratch_ctx.value or 0).value
+        header = size - state_size
         saved = ctypes.string_at(self._scratch_ctx.value or 0, size)
-        header = saved.find(ctypes.string_at(env + start, end - start))
-        if header < 0:
+        if not 0 < header < size or end > state_size \
+                or saved[header:] != ctypes.string_at(env, state_size):
             return None
-        region = _FpuRegion(
-            memoryview((ctypes.c_char * (end - start)).from_address(env + start)).cast("B"),
-            memoryview((ctypes.c_char * (end - start)).from_address(
-                (self._kernel_ctx.value or 0) + header)).cast("B"))
+
+        def state(address: int) -> memoryview:
+            return memoryview((ctypes.c_char * state_size).from_address(address)).cast("B")
+        region = _FpuRegion(state(env), state((self._kernel_ctx.value or 0) + header),
+                            start, end)
         b = self._fpu
         ctypes.memmove(b.values, FPU_INIT_STATE, len(b.values))
         self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
@@ -358,22 +392,24 @@ class UnicornCpu:
                f"write {name}", self._lib)
 
     def read_regs(self) -> Regs:
-        if self.native:  # general registers and eip in place; EFLAGS is computed
-            b = self._flags_segs
-            self._lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
-            return Regs(*_GPRS_EIP_VIEW.unpack_from(self._env), *b.read())
+        """The user register file, between runs."""
+        if self.native:  # in place: one unpack, no Regs.__init__ (every trap)
+            r = _new_object(Regs)
+            (r.eax, r.ecx, r.edx, r.ebx, r.esp, r.ebp, r.esi, r.edi, r.eip, r.eflags,
+             r.es, r.cs, r.ss, r.ds, r.fs, r.gs) = _USER_VIEW.unpack_from(self._env)
+            return r
         b = self._all
         self._lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
         return Regs(*b.read())
 
-    def write_regs(self, regs: Regs) -> None:
-        """Write the general-purpose registers except esp (iret loads it)."""
+    def write_regs(self, regs: Regs, esp: int) -> None:
+        """Write the general-purpose registers, with ``esp`` for esp."""
         if self.native:
-            _GPRS_NO_ESP_VIEW.pack_into(self._env, 0, regs.eax, regs.ecx, regs.edx, regs.ebx,
-                                        regs.ebp, regs.esi, regs.edi)
+            _GPRS_VIEW.pack_into(self._env, 0, regs.eax, regs.ecx, regs.edx, regs.ebx, esp,
+                                 regs.ebp, regs.esi, regs.edi)
             return
         b = self._gprs
-        b.fill((regs.eax, regs.ecx, regs.edx, regs.ebx, regs.ebp, regs.esi, regs.edi))
+        b.fill((regs.eax, regs.ecx, regs.edx, regs.ebx, esp, regs.ebp, regs.esi, regs.edi))
         self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
 
     # With the patched library the x87/SSE state is its bytes in the CPU
@@ -381,27 +417,24 @@ class UnicornCpu:
     # self._fpu's buffer: after enter_kernel that holds the user's state,
     # which goes back into the CPU (the saved kernel state has its own) only
     # before the CPU next runs or is asked for a register.
-    def read_fpu(self) -> bytes:
-        """The x87/SSE state, as an opaque blob for write_fpu."""
-        if self._fpu_region is not None:
-            return bytes(self._fpu_region.live)
+    def switch_fpu(self, state: bytes | None) -> bytes:
+        """Load an x87/SSE state (an opaque blob that this returned before;
+        None: the initial one) and return the one it replaces."""
+        region = self._fpu_region
+        if region is not None:
+            live = region.live
+            previous = bytes(live)
+            live[:] = region.initial if state is None else state
+            return previous
         b = self._fpu
         if not self._fpu_in_buffer:
             self._read_batch(self._uc, b.ids, b.ptrs, b.count)
-        return bytes(b.values)
-
-    def write_fpu(self, state: bytes | None) -> None:
-        """Load an x87/SSE state from read_fpu, or None: the initial one."""
-        region = self._fpu_region
-        if region is not None:
-            region.live[:] = region.initial if state is None else state
-            return
-        b = self._fpu
+            self._fpu_in_buffer = True
+        previous = bytes(b.values)
         state = FPU_INIT_STATE if state is None else state
-        if self._fpu_in_buffer and b.values.raw == state:
-            return
-        ctypes.memmove(b.values, state, len(b.values))
-        self._fpu_in_buffer = True
+        if previous != state:
+            ctypes.memmove(b.values, state, len(b.values))
+        return previous
 
     def _put_back_fpu(self) -> None:
         if self._fpu_in_buffer:
@@ -456,11 +489,13 @@ class UnicornCpu:
     def enter_kernel(self) -> None:
         """Switch the CPU to the kernel's ring-0 entry state. The x87/SSE
         registers stay as they are (the saved state has them too)."""
-        b, lib = self._fpu, self._lib
         region = self._fpu_region
-        if region is not None:
-            region.saved[:] = region.live  # restored with the rest: as it is now
-        elif not self._fpu_in_buffer:
+        if region is not None:  # what uc_context_restore does, but in place
+            region.env_head[:] = region.kernel_head
+            region.env_tail[:] = region.kernel_tail
+            return
+        b, lib = self._fpu, self._lib
+        if not self._fpu_in_buffer:
             lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
             self._fpu_in_buffer = True
         _check(lib.uc_context_restore(self._uc, self._kernel_ctx), "context_restore", lib)
@@ -600,7 +635,7 @@ class UnicornCpu:
     def instructions(self) -> int:
         """Executed user instructions (while counting)."""
         if self.native:
-            return self._count.value - self._count_base - self._kernel_insns
+            return self._counter[0] - self._count_base - self._kernel_insns
         return self._insns
 
     def set_counting(self, on: bool) -> None:
@@ -730,7 +765,7 @@ class UnicornCpu:
         self._lib.uc_ctl(self._uc, uc.uc_ctl_write(uc.UC_CTL_TLB_FLUSH, 0))
 
     # --------------------------------------------------------------- run
-    def run(self, eip: int, *, max_insns: int | None = None, timeout: float | None = None,
+    def run(self, eip: int, max_insns: int | None = None, *, timeout: float | None = None,
             resume_eip: int | None = None) -> Trap:
         """Run from ``eip`` until something stops the CPU; say what.
 
@@ -750,25 +785,35 @@ class UnicornCpu:
         timeout_us = 0 if timeout is None else max(1, int(timeout * 1e6))
         if self._fpu_in_buffer:
             self._put_back_fpu()
-        if self.native:
-            trap = self._run_counted(eip, budget, timeout_us)
-        else:
+        if not self.native:
             trap = self._run_wheel(eip, budget, timeout_us)
-        if trap is None:
-            trap = self._why_stopped(budget, timeout is not None)
-        return trap if self.native else self._checked_privilege(trap)
-
-    def _run_counted(self, eip: int, budget: int | None, timeout_us: int) -> Trap | None:
-        """Run with the patched library: the CPU stops itself at the limit."""
-        count = self._count
-        before = count.value
-        self._limit.value = _NO_LIMIT if budget is None else before + budget
+            if trap is None:
+                trap = self._why_stopped(budget, timeout is not None)
+            return self._checked_privilege(trap)
+        # The patched library: the CPU stops itself at the limit. (Spelled
+        # out: this is the path of every thread switch and system call stop.)
+        counter = self._counter
+        before = counter[0]
+        counter[1] = _NO_LIMIT if budget is None else before + budget
         iret = eip >= _USER_LIMIT  # the kernel's exit path: not a user instruction
         self._kernel_insns += iret  # taken off already, for hooks during the run
         trap = self._run_resuming(eip, timeout_us, 0)
-        if iret and count.value == before:
+        if iret and counter[0] == before:
             self._kernel_insns -= 1  # stopped before the iret
-        return trap
+        if trap is not None:
+            return trap
+        err = self._err
+        if self._hook_error is None and not self._restore_io_ctx:
+            trap = self._pending  # a system call's stop
+            if trap is not None:
+                return trap
+            if budget is not None and not err and not self._stop_requested \
+                    and counter[0] >= counter[1]:
+                # Preemption, every quantum: made as the tuple it is (a
+                # NamedTuple's own constructor is a Python function).
+                return _new_tuple(Trap, (_BUDGET, _U64.unpack_from(self._env, _ENV_EIP)[0],
+                                         None, 0, 0, 0))
+        return self._why_stopped(budget, timeout is not None)
 
     def _run_wheel(self, eip: int, budget: int | None, timeout_us: int) -> Trap | None:
         """Run with the wheel's library: Unicorn's own count stops it, and
@@ -786,17 +831,21 @@ class UnicornCpu:
 
     def _run_resuming(self, eip: int, timeout_us: int, count: int) -> Trap | None:
         """emu_start, and again at edx after a sysenter that the CPU could
-        not continue in place; a stop request wins over that."""
+        not continue in place; a stop request wins over that (wheel)."""
+        begin = self._begin
         while True:
             self._resume_at = None
-            self._err = self._lib.uc_emu_start(self._uc, eip, _NO_UNTIL, timeout_us, count)
+            begin.value = eip
+            self._err = self._emu_start(self._uc, begin, self._until,
+                                        c_uint64(timeout_us) if timeout_us else self._zero,
+                                        c_size_t(count) if count else self._zero)
             if self._resume_at is None or self._pending is not None or self._err:
                 return None
             eip = self._resume_at  # sysexit to an edx other than the next insn
             if self._stop_requested:
                 self._stop_requested = False
                 return Trap(TrapKind.INTERRUPTED, eip)
-            if count and not self.native:
+            if count:
                 if not self.counting:
                     continue  # Unicorn's count started afresh: a full budget again
                 count = self._wheel_budget - (self._insns - self._wheel_start)  # type: ignore[operator]
@@ -811,11 +860,10 @@ class UnicornCpu:
         if self._restore_io_ctx:
             self._restore_io_ctx = False
             self._lib.uc_context_restore(self._uc, self._io_ctx)
+            if self.native:  # saved in a hook, with the lazy flags apart: fold them in
+                _U64.pack_into(self._env, _ENV_EFLAGS, self.read_reg("eflags"))
         if self._pending is not None:
             return self._pending
-        if self.native and not err and budget is not None and not self._stop_requested \
-                and self._count.value >= self._limit.value:
-            return Trap(_BUDGET, _U64.unpack_from(self._env, _ENV_EIP)[0])  # preemption
         eip = self.read_reg("eip")
         if err == uc.UC_ERR_INSN_INVALID:
             # Unicorn ends the run instead of raising #UD (vector 6) via the hook.
@@ -836,7 +884,7 @@ class UnicornCpu:
             return Trap(TrapKind.INTERRUPTED, eip)
         if budget is not None:
             if self.native:
-                if self._count.value >= self._limit.value:
+                if self._counter[0] >= self._counter[1]:
                     return Trap(TrapKind.BUDGET, eip)
             else:
                 if self.counting:
