@@ -12,7 +12,7 @@ from pynova.kernel import Kernel, Outcome
 from pynova.kernel.exceptions import Fault
 from pynova.kernel.kernel import STATUS_BOOT, KernelPanic
 from pynova.kernel.layout import KERNEL_END, MAX_MEM, MBI_PHYS, MIN_MEM
-from pynova.kernel.limits import Limits
+from pynova.kernel.limits import Limits, TimeUp
 from pynova.kernel.parts import PYNOVA, Parts
 from pynova.machine import BootLoaderError, Console, Machine
 
@@ -65,15 +65,22 @@ def boot(machine: Machine, modules: list[tuple[bytes, str]], *,
          parts: Parts = PYNOVA, poison_frames: bool = False) -> Kernel:
     """Load the modules as a boot loader does, boot the kernel and run
     root_invoke. Raises KernelPanic if the kernel cannot start the task
-    (and whatever a lab's part raises)."""
+    (and whatever a lab's part raises); the time limit running out on the
+    way ends the task (``kernel.outcome``)."""
     try:
         mbi = machine.load_multiboot(modules, MBI_PHYS, KERNEL_END)
     except BootLoaderError as err:
         raise KernelPanic(f"boot error: {err}", STATUS_BOOT) from None
     kernel = Kernel(machine, quantum=quantum, limits=limits, parts=parts,
                     poison_frames=poison_frames)
-    kernel.boot(mbi)
-    kernel.root_invoke()
+    try:
+        kernel.boot(mbi)
+        kernel.root_invoke()
+    except TimeUp:  # in a lab's part: the task ends before it ran
+        kernel.time_up()
+    except BaseException:
+        kernel.disarm()  # its watchdog must not outlive the machine
+        raise
     return kernel
 
 
@@ -106,7 +113,7 @@ def run_image(image: bytes, name: str, *, mem_size: int = 128 << 20,
             return RunResult(err.status, reason, console.output, str(err),
                              output_dropped=console.dropped)
         try:
-            outcome = _run(kernel, explain, count_instructions, setup)
+            outcome = kernel.outcome or _run(kernel, explain, count_instructions, setup)
             if on_exit is not None:
                 on_exit(kernel)
         finally:

@@ -30,6 +30,7 @@ from pynova.toolchain import build_program, example_path
 
 from conftest import needs_toolchain, pynova_cli
 from elfcraft import RW, Seg, exiting
+from labkit import lab_workspace
 from test_gdb_protocol import frame, read_until, start_debugged
 
 PROBES = {
@@ -107,6 +108,38 @@ def test_timeout_holds_within_a_second(probe, name: str) -> None:  # type: ignor
 def test_cli_timeout_ends_a_yield_loop(probe) -> None:  # type: ignore[no-untyped-def]
     proc = pynova_cli("run", str(probe("yield_loop")), "--timeout", "0.5", timeout=30)
     assert proc.returncode == 124
+    assert proc.stdout.splitlines()[-1] == "limit: time is up (--timeout)"
+
+
+#: A lab's part that never returns, where the kernel calls it: while the
+#: module is loaded (insert_mapping), inside a system call, which runs in
+#: the CPU's hook (nbrk), and after a system call has stopped the CPU
+#: (thr_yield). No CPU runs there for the watchdog to stop.
+NEVER_RETURNS = "    while True:\n        pass\n"
+LAB_LOOPS = {
+    "insert_mapping": ("ptab", "    pde_addr = pt.root", "example:hello"),
+    "nbrk": ("brk", "    if new_break == 0:\n        return heap.brk", "example:nbrk_probe"),
+    "thr_yield": ("threads", "    threads.ready.rotate(-1)", "example:threads"),
+}
+
+
+@needs_toolchain
+@pytest.mark.parametrize("part", sorted(LAB_LOOPS))
+def test_timeout_ends_a_lab_part_that_never_returns(tmp_path: Path, part: str) -> None:
+    lab, text, program = LAB_LOOPS[part]
+    path = lab_workspace(tmp_path, lab, "loops", ((text, NEVER_RETURNS + text),))
+    r = bounded_run(program, timeout=1.0, lab=str(path))
+    assert (r["status"], r["reason"]) == (124, "limit"), r
+    assert r["last"] == "limit: time is up (--timeout)"
+    assert 1.0 <= r["seconds"] < 2.0, r
+
+
+@needs_toolchain
+def test_cli_timeout_ends_a_lab_part_that_never_returns(tmp_path: Path) -> None:
+    lab, text, program = LAB_LOOPS["insert_mapping"]
+    path = lab_workspace(tmp_path, lab, "loops", ((text, NEVER_RETURNS + text),))
+    proc = pynova_cli("run", program, "--lab", str(path), "--timeout", "0.5", timeout=30)
+    assert (proc.returncode, proc.stderr) == (124, "")
     assert proc.stdout.splitlines()[-1] == "limit: time is up (--timeout)"
 
 

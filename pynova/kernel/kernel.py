@@ -21,7 +21,7 @@ from pynova.kernel.ec import Ec, EcState
 from pynova.kernel.elf import ElfError
 from pynova.kernel.exceptions import Fault, kernel_report_lines, report_lines
 from pynova.kernel.kalloc import Kalloc, OutOfMemory
-from pynova.kernel.limits import Limits, Watchdog
+from pynova.kernel.limits import Limits, TimeUp, Watchdog, raise_in_thread
 from pynova.kernel.parts import PYNOVA, Parts, check_queue
 from pynova.kernel.pd import Pd
 from pynova.kernel.ptab import Ptab
@@ -83,7 +83,10 @@ class Kernel:
         self.memory = machine.memory
         self.cpu = machine.cpu
         self.console = machine.console
-        self.parts = parts
+        self.parts = parts if parts is PYNOVA else self._watched(parts)
+        #: A lab's part is running (a student's Python): at the deadline
+        #: the watchdog raises TimeUp in the kernel's thread (_on_watchdog).
+        self.in_part = 0
         #: Frames come with junk in them (kalloc.py): the labs' kernels.
         self.poison_frames = poison_frames
         # A student's thr_yield (lab threads) gets the course's cooperative
@@ -108,10 +111,12 @@ class Kernel:
         self._stop_lock = threading.Lock()
         self._stoppable = True  # until disarmed: the CPU may be freed after that
         self._watchdog_fired = False
+        self._thread: int | None = None  # the thread that runs the kernel
+        self._time_up_raised = False
         self._entry_cr3 = layout.KERNEL_PD_PHYS  # CR3 in the saved kernel entry state
         self._fpu_owner: Ec | None = None  # whose x87/SSE state the CPU holds
         self._ram = self.memory.view  # for the iret frame, on every entry
-        self.syscalls = Syscalls(self.console, self.sched, parts, self.threads,
+        self.syscalls = Syscalls(self.console, self.sched, self.parts, self.threads,
                                  self.cpu.stop_after_syscall, self.ecs)
         self.cpu.syscall_handler = self.syscalls.dispatch
         self.cpu.fetch_code = self._fetch_code
@@ -148,6 +153,8 @@ class Kernel:
         lab's); around them the kernel makes the task's Pd and, after them,
         maps the stack page, sets the break and makes the first Ec. A
         failure gives every frame back."""
+        if not self._armed:
+            self._arm()  # the time limit covers loading, and a lab's parts there
         module = self.boot_module()
         self.console.line(f"load module from {module.start:x} - {module.end:x} "
                           f"({module.end - module.start} bytes) : {module.name}")
@@ -234,8 +241,11 @@ class Kernel:
         try:
             while self.outcome is None:
                 self.run_slice()
+        except TimeUp:
+            self.time_up()
         finally:
             self.disarm()
+        assert self.outcome is not None  # time_up() ends the task, if nothing had
         return self.outcome
 
     def _arm(self) -> None:
@@ -244,6 +254,7 @@ class Kernel:
         once, rather than a timeout on every slice: Unicorn starts a timer
         thread for each timed run, which frequent switches would pay for)."""
         self._armed = True
+        self._thread = threading.get_ident()
         if self.limits.max_insns is not None:
             self.cpu.set_counting(True)
         if self.limits.deadline is not None:
@@ -255,6 +266,9 @@ class Kernel:
         self._cancel_watchdog()
         with self._stop_lock:
             self._stoppable = False
+        if self._time_up_raised and self._thread is not None:
+            raise_in_thread(self._thread, None)  # not raised yet: never
+            self._time_up_raised = False
 
     def _cancel_watchdog(self) -> None:
         if self._watchdog is not None:
@@ -271,6 +285,22 @@ class Kernel:
     def _on_watchdog(self) -> None:
         self._watchdog_fired = True
         self.request_stop()
+        if self.in_part and self._thread is not None:
+            raise_in_thread(self._thread, TimeUp)
+            self._time_up_raised = True
+
+    def _watched(self, parts: Parts) -> Parts:
+        """A lab's parts, each marking ``in_part`` while it runs."""
+        def watched(part: Callable[..., Any]) -> Callable[..., Any]:
+            def run_part(*args: Any) -> Any:
+                self.in_part += 1
+                try:
+                    return part(*args)
+                finally:
+                    self.in_part -= 1
+            return run_part
+        return parts._replace(**{name: watched(getattr(parts, name))
+                                 for name in parts._fields if not parts.own(name)})
 
     def time_up(self) -> None:
         """The time limit has run out: end the task (unless it has ended)."""

@@ -7,11 +7,14 @@ fault all count. The kernel checks the deadline before every slice, so no
 kind of trap (a system call that stops the CPU, a budget, a breakpoint)
 can overtake it; a ``Watchdog`` thread stops the CPU at the deadline when
 a slice runs long, since the CPU runs guest code in C where no Python check
-can run.
+can run. When a lab's part (a student's Python) runs at the deadline, no
+CPU runs to be stopped: the watchdog raises ``TimeUp`` in the kernel's
+thread instead, which interrupts a Python loop between two bytecodes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import threading
 import time
@@ -34,6 +37,19 @@ def check_limits(max_insns: object = None, timeout: object = None) -> None:
                                 or not isinstance(timeout, (int, float))
                                 or not math.isfinite(timeout) or timeout <= 0):
         raise ValueError(f"timeout must be a finite number of seconds above 0, not {timeout!r}")
+
+
+class TimeUp(BaseException):
+    """The time limit ran out while a lab's part ran (raised in the kernel's
+    thread; a BaseException, so that a part's ``except Exception`` lets it
+    through). The kernel ends the task as at any other deadline."""
+
+
+def raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Have the thread raise ``exc`` at its next bytecode; None takes back
+    one not raised yet (CPython's PyThreadState_SetAsyncExc)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), None if exc is None else ctypes.py_object(exc))
 
 
 class Limits:

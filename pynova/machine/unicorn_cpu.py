@@ -209,7 +209,7 @@ class UnicornCpu:
             self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._sysenter_in_place()),
                            extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
         else:
-            self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._on_sysenter),
+            self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._guarded(self._on_sysenter)),
                            extra=(ctypes.c_int(uc.UC_X86_INS_SYSENTER),))
             self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._guarded(self._on_syscall)),
                            extra=(ctypes.c_int(uc.UC_X86_INS_SYSCALL),))
@@ -511,22 +511,23 @@ class UnicornCpu:
         unpack, put = _SYS_VIEW.unpack_from, _U64.pack_into
 
         def on_sysenter(_uc: int, _data: int) -> None:
-            eax, ecx, edx, esp, esi, edi, eip = unpack(env)
+            # All of it in the try: an exception raised in this thread from
+            # outside (the time limit's TimeUp) may land on any line.
             try:
+                eax, ecx, edx, esp, esi, edi, eip = unpack(env)
                 result = cpu.syscall_handler(eax & 0xFF, esi, edi, ecx, edx, eip)  # type: ignore[misc]
+                if result is not None:
+                    put(env, _ENV_EAX, result & 0xFFFFFFFF)
+                if ecx != esp:
+                    put(env, _ENV_ESP, ecx)
+                if cpu._pending is None:
+                    if edx != eip:
+                        put(env, _ENV_EIP, edx)
+                    else:  # an unmoved eip reads as "step over": start again there
+                        cpu._resume_at = edx
+                        cpu._lib.uc_emu_stop(cpu._uc)
             except BaseException as err:  # noqa: BLE001 - re-raised by run()
                 cpu._hook_failed(err)
-                return
-            if result is not None:
-                put(env, _ENV_EAX, result & 0xFFFFFFFF)
-            if ecx != esp:
-                put(env, _ENV_ESP, ecx)
-            if cpu._pending is None:
-                if edx != eip:
-                    put(env, _ENV_EIP, edx)
-                else:  # an unmoved eip reads as "step over": start again there
-                    cpu._resume_at = edx
-                    cpu._lib.uc_emu_stop(cpu._uc)
         return on_sysenter
 
     def _on_sysenter(self, _uc: int, _data: int) -> None:
@@ -538,11 +539,7 @@ class UnicornCpu:
         if v[7] & (_EFLAGS_VM | _EFLAGS_IOPL):
             self._escaped_ring3(eip)
             return
-        try:
-            result = self.syscall_handler(v[0] & 0xFF, v[1], v[2], ecx, edx, eip)  # type: ignore[misc]
-        except BaseException as err:  # noqa: BLE001 - re-raised by run()
-            self._hook_failed(err)
-            return
+        result = self.syscall_handler(v[0] & 0xFF, v[1], v[2], ecx, edx, eip)  # type: ignore[misc]
         if result is not None:
             self._one.value = result & 0xFFFFFFFF
             self._write_reg(self._uc, self._eax_id, self._one_ref)

@@ -21,6 +21,7 @@ from pynova.kernel import Kernel, Outcome
 from pynova.kernel.ec import Ec, EcState
 from pynova.kernel.exceptions import Fault
 from pynova.kernel.layout import USER_END
+from pynova.kernel.limits import TimeUp
 from pynova.kernel.pd import Pd, UserMemoryError
 from pynova.machine.cpu import Trap, TrapKind
 from pynova.tools.gdbstub.regs import REGISTER_NAMES, Registers
@@ -258,7 +259,11 @@ class KernelTarget:
 
     def _slice(self, ec: Ec, *, single_step: bool) -> Trap | None:
         """One kernel slice of ``ec`` (the head of the ready queue)."""
-        return self._kernel.run_slice(single_step=single_step)
+        try:
+            return self._kernel.run_slice(single_step=single_step)
+        except TimeUp:  # in a lab's part
+            self._kernel.time_up()
+            return None
 
     def _stopped(self, ec: Ec, trap: Trap | None) -> StopReason | None:
         """The stop to report after one slice, or None to go on running."""
