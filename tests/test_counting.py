@@ -19,7 +19,9 @@ import pytest
 from pynova.machine import Console
 from pynova.machine.uc_abi import LIBRARY_ENV, PATCHED_LIBRARY
 from pynova.runner import run_image
-from pynova.toolchain import example_path
+from pynova.toolchain import build_program, example_path
+
+from conftest import needs_toolchain
 
 needs_patched = pytest.mark.skipif(not Path(PATCHED_LIBRARY).exists(),
                                    reason="the patched libunicorn is not built")
@@ -30,11 +32,14 @@ ENDINGS = ["hello", "exit42", "pagefault", "divzero", "int3", "outb", "cli", "hl
 
 
 def counted_run(name: str, library: str, monkeypatch: pytest.MonkeyPatch,
+                image: bytes | None = None,
                 **limits: int) -> tuple[int, int | None, str, tuple[int, ...]]:
     """(status, instructions, output, final user registers) on one library."""
     monkeypatch.setenv(LIBRARY_ENV, PATCHED_LIBRARY if library == "patched" else "wheel")
     regs: list[tuple[int, ...]] = []
-    r = run_image(example_path(name).read_bytes(), name, console=Console(),
+    if image is None:
+        image = example_path(name).read_bytes()
+    r = run_image(image, name, console=Console(),
                   count_instructions=True, quantum=limits.pop("quantum", 997),
                   on_exit=lambda k: regs.append(k.current.regs.as_tuple()), **limits)
     after_banner = r.output.split("\n", 1)[1]  # the banner names the library
@@ -48,6 +53,41 @@ def test_native_count_equals_the_decoded_count(name: str,
     native = counted_run(name, "patched", monkeypatch)
     decoded = counted_run(name, "wheel", monkeypatch)
     assert native[1] is not None and native[1] > 0
+    assert native == decoded
+
+
+#: Blocks that call a helper (cpuid, div, int3) and blocks that call none
+#: (plain instructions, ended by a direct jump: a ret or an indirect jump
+#: calls the block lookup helper), chained into each other, the last one
+#: ending in a fault in its middle: the patched library records the running
+#: block only in blocks that call a helper and must still take back exactly
+#: the instructions that did not complete.
+CHAINED_FAULTS = {
+    "a plain block after a helper's": "cpuid; jmp 1f; 1: mov $1, %%eax; add %%eax, %%ebx; "
+                                      "mov 0x10, %%ecx; jmp 2f; 2:",
+    "a helper's block after a plain one": "mov $7, %%ebx; xor %%ecx, %%ecx; jmp 1f; "
+                                          "1: add $1, %%ebx; xor %%edx, %%edx; mov $5, %%eax; "
+                                          "div %%ecx; jmp 2f; 2:",
+    "a plain loop, then a plain block": "mov $1000, %%ecx; 1: add $3, %%ebx; dec %%ecx; "
+                                        "jnz 1b; mov 0x10, %%eax; jmp 2f; 2:",
+    "a helper's loop, then a trap": "mov $50, %%esi; 1: xor %%eax, %%eax; cpuid; dec %%esi; "
+                                    "jnz 1b; int3; jmp 2f; 2:",
+}
+
+
+@needs_patched
+@needs_toolchain
+@pytest.mark.parametrize("case", sorted(CHAINED_FAULTS))
+def test_faults_in_chained_blocks_are_counted_exactly(
+        case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "chained.c"
+    source.write_text('#include "pynova.h"\nint main(void)\n{\n'
+                      f'    __asm__ volatile("{CHAINED_FAULTS[case]}" ::: "eax", "ebx", "ecx", '
+                      '"edx", "esi", "memory");\n    return 0;\n}\n')
+    image = build_program([source], tmp_path / "chained").read_bytes()
+    native = counted_run("chained", "patched", monkeypatch, image=image)
+    decoded = counted_run("chained", "wheel", monkeypatch, image=image)
+    assert native[0] in (133, 136, 139)  # int3, #DE, #PF
     assert native == decoded
 
 
