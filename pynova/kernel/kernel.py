@@ -119,6 +119,7 @@ class Kernel:
         self.syscalls = Syscalls(self.console, self.sched, self.parts, self.threads,
                                  self.cpu.stop_after_syscall, self.ecs)
         self.cpu.syscall_handler = self.syscalls.dispatch
+        self.cpu.fpu_handler = self._fpu_needed
         self.cpu.fetch_code = self._fetch_code
         #: Optional observers (pynova.tools), checked only on slow paths:
         #: ``tracer.slice(ec)``/``tracer.exception(fault)``, ``explain(kernel, fault)``.
@@ -338,12 +339,12 @@ class Kernel:
         # Spelled out, with as few calls as can be: this is every thread switch.
         self.stats.entries += 1
         cpu = self.cpu
-        cpu.enter_kernel()
+        # Another Ec's x87/SSE state in the CPU: CR0.TS set, switched when
+        # this one first uses it (_fpu_needed, NOVA's lazy FPU switch).
+        cpu.enter_kernel(ec is not self._fpu_owner)
         root = ec.pd.ptab.root
         if root != self._entry_cr3:
             cpu.write_cr(3, root)
-        if ec is not self._fpu_owner:
-            self._switch_fpu(ec)
         r = ec.regs
         cpu.write_regs(r, _FRAME_VIRT)  # esp: the kernel stack; the user's is in the frame
         if r.ds != _USER_DATA or r.es != _USER_DATA or r.fs != _USER_DATA or r.gs != _USER_DATA:
@@ -370,9 +371,13 @@ class Kernel:
         to stop, from another thread: ``request_stop``)."""
         self.interrupted = True
 
+    def _fpu_needed(self) -> None:
+        """#NM: the running Ec used the x87/SSE registers, which hold
+        another's (every register but eax is the thread's own, docs/ABI.md)."""
+        self._switch_fpu(self.current)
+
     def _switch_fpu(self, ec: Ec) -> None:
-        """Give ``ec`` the x87/SSE registers (only when another Ec had them:
-        every register but eax is the thread's own, docs/ABI.md)."""
+        """Give ``ec`` the x87/SSE registers: the owner's go into its Ec."""
         previous = self.cpu.switch_fpu(ec.fpu)
         if self._fpu_owner is not None:
             self._fpu_owner.fpu = previous

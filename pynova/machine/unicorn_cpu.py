@@ -65,6 +65,8 @@ _DR0_MARKER = 0x5EED_C0DE
 _EFLAGS_VM = 1 << 17
 _EFLAGS_IOPL = 3 << 12
 _MSR_EFER, _EFER_SCE = 0xC0000080, 1
+_CR0_TS = 1 << 3  # task switched: x87/SSE instructions raise #NM (SDM vol. 3A, 2.5)
+_DEVICE_NOT_AVAILABLE = 7
 # x87/SSE state as an opaque blob: each register in a 16-byte slot.
 _FPU_NAMES = (("fpcw", "fpsw", "fptag", "mxcsr") + tuple(f"fp{i}" for i in range(8))
               + tuple(f"xmm{i}" for i in range(8)))
@@ -132,17 +134,18 @@ class _RegBatch:
 class _FpuRegion:
     """The patched library's x87/SSE state: its bytes in the live CPU state
     (``live``), those of the initial state, and the rest of the CPU state
-    and of the saved kernel state (what uc_context_restore copies: the
-    parts before and after the x87/SSE state), so that entering the kernel
-    copies all but the x87/SSE state in place."""
+    and of the saved kernel states (what uc_context_restore copies: the
+    parts before and after the x87/SSE state; ``kernels[fpu_trap]``), so
+    that entering the kernel copies all but the x87/SSE state in place."""
 
-    __slots__ = ("live", "initial", "env_head", "env_tail", "kernel_head", "kernel_tail")
+    __slots__ = ("live", "initial", "env_head", "env_tail", "kernels")
 
-    def __init__(self, env: memoryview, kernel: memoryview, start: int, end: int) -> None:
+    def __init__(self, env: memoryview, kernels: tuple[memoryview, memoryview],
+                 start: int, end: int) -> None:
         self.live = env[start:end]
         self.initial = b""
         self.env_head, self.env_tail = env[:start], env[end:]
-        self.kernel_head, self.kernel_tail = kernel[:start], kernel[end:]
+        self.kernels = tuple((kernel[:start], kernel[end:]) for kernel in kernels)
 
 
 class UnicornCpu:
@@ -167,6 +170,7 @@ class UnicornCpu:
                "uc_ctl(UC_CTL_UC_USE_EXITS)", lib)
         self._memory = memory
         self.syscall_handler: SyscallHandler | None = None
+        self.fpu_handler: Callable[[], None] | None = None
         self._insns = 0  # counted by the block hook (wheel)
         self._pending: Trap | None = None
         self._resume_at: int | None = None
@@ -191,7 +195,9 @@ class UnicornCpu:
         self._eip_id = uc.REG["eip"]
         self._fpu = _RegBatch(_FPU_NAMES, _FPU_SLOT)
         self._fpu_in_buffer = False  # the buffer has the live x87/SSE state
+        # The kernel's entry state, and the same with CR0.TS set (enter_kernel).
         self._kernel_ctx = self._alloc_context()
+        self._kernel_ts_ctx = self._alloc_context()
         self._scratch_ctx = self._alloc_context()
         self._error_code_offset = self._locate_error_code()
         self._kernel_insns = 0  # the kernel's irets, in the native count
@@ -339,8 +345,9 @@ class UnicornCpu:
 
         def state(address: int) -> memoryview:
             return memoryview((ctypes.c_char * state_size).from_address(address)).cast("B")
-        region = _FpuRegion(state(env), state((self._kernel_ctx.value or 0) + header),
-                            start, end)
+        kernels = tuple(state((ctx.value or 0) + header)
+                        for ctx in (self._kernel_ctx, self._kernel_ts_ctx))
+        region = _FpuRegion(state(env), kernels, start, end)  # type: ignore[arg-type]
         b = self._fpu
         ctypes.memmove(b.values, FPU_INIT_STATE, len(b.values))
         self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
@@ -482,23 +489,32 @@ class UnicornCpu:
 
     # ------------------------------------------------------ kernel entry
     def save_kernel_state(self) -> None:
-        """Remember the current (ring-0) state as the kernel's entry state."""
+        """Remember the current (ring-0) state as the kernel's entry state,
+        and the same with CR0.TS set."""
         self._put_back_fpu()
-        _check(self._lib.uc_context_save(self._uc, self._kernel_ctx), "context_save", self._lib)
+        lib = self._lib
+        _check(lib.uc_context_save(self._uc, self._kernel_ctx), "context_save", lib)
+        cr0 = self.read_cr(0)
+        self.write_cr(0, cr0 | _CR0_TS)
+        _check(lib.uc_context_save(self._uc, self._kernel_ts_ctx), "context_save", lib)
+        self.write_cr(0, cr0)
 
-    def enter_kernel(self) -> None:
-        """Switch the CPU to the kernel's ring-0 entry state. The x87/SSE
-        registers stay as they are (the saved state has them too)."""
+    def enter_kernel(self, fpu_trap: bool = False) -> None:
+        """Switch the CPU to the kernel's ring-0 entry state, with CR0.TS
+        set for ``fpu_trap``. The x87/SSE registers stay as they are (the
+        saved states have them too)."""
         region = self._fpu_region
         if region is not None:  # what uc_context_restore does, but in place
-            region.env_head[:] = region.kernel_head
-            region.env_tail[:] = region.kernel_tail
+            head, tail = region.kernels[fpu_trap]
+            region.env_head[:] = head
+            region.env_tail[:] = tail
             return
         b, lib = self._fpu, self._lib
         if not self._fpu_in_buffer:
             lib.uc_reg_read_batch(self._uc, b.ids, b.ptrs, b.count)
             self._fpu_in_buffer = True
-        _check(lib.uc_context_restore(self._uc, self._kernel_ctx), "context_restore", lib)
+        _check(lib.uc_context_restore(self._uc, self._kernel_ts_ctx if fpu_trap
+                                      else self._kernel_ctx), "context_restore", lib)
 
     # ------------------------------------------------------------- hooks
     def _sysenter_in_place(self) -> Callable[[int, int], None]:
@@ -579,6 +595,10 @@ class UnicornCpu:
 
     def _on_interrupt(self, _uc: int, vector: int, _data: int) -> None:
         eip = self.read_reg("eip")
+        if vector == _DEVICE_NOT_AVAILABLE and self.fpu_handler is not None \
+                and self.read_reg("cs") & 3 == 3:
+            self._lazy_fpu(eip)
+            return
         error_code, software = self._exception_state()
         if software and vector not in _TRAP_CLASS:
             # "int n" through a gate of DPL 0 from ring 3 raises #GP with the
@@ -588,6 +608,18 @@ class UnicornCpu:
             error_code = 0
         cr2 = self.read_reg("cr2") if vector == 14 else 0
         self._record(Trap(TrapKind.EXCEPTION, eip, vector, error_code, cr2), eip)
+
+    def _lazy_fpu(self, eip: int) -> None:
+        """#NM in user mode: the first x87/SSE instruction since the kernel
+        set CR0.TS (SDM vol. 3A, 2.5). The kernel's handler gives the
+        running context the x87/SSE state; then, as its clts and iret
+        would, TS is cleared and the instruction runs again (the count
+        has taken it back), in the same run."""
+        self.fpu_handler()  # type: ignore[misc]
+        self.write_cr(0, self.read_cr(0) & ~_CR0_TS)
+        self._uncount_from(eip)
+        self._resume_at = eip
+        self._lib.uc_emu_stop(self._uc)
 
     def _on_port_in(self, _uc: int, port: int, size: int, _data: int) -> int:
         self._check_io()
@@ -901,7 +933,7 @@ class UnicornCpu:
 
     def close(self) -> None:
         if self._uc:
-            for ctx in (self._kernel_ctx, self._scratch_ctx, self._io_ctx):
+            for ctx in (self._kernel_ctx, self._kernel_ts_ctx, self._scratch_ctx, self._io_ctx):
                 self._lib.uc_context_free(ctx)
             self._lib.uc_close(self._uc)
             self._uc = c_void_p()
