@@ -239,9 +239,10 @@ class Kernel:
         if max_insns is not None or timeout is not None:
             self._cancel_watchdog()
             self.limits, self._armed = Limits(max_insns, timeout), False
+        run_slice = self.run_slice
         try:
             while self.outcome is None:
-                self.run_slice()
+                run_slice()
         except TimeUp:
             self.time_up()
         finally:

@@ -49,9 +49,9 @@ class RoundRobin:
         """Instructions the head may run before the CPU must stop."""
         if single_step:
             return 1
-        if not self.sliced():
+        quantum = self.quantum
+        if quantum is None or len(self.ready) < 2:  # not sliced(): spelled out, every slice
             return insns_left
-        quantum: int = self.quantum  # type: ignore[assignment]
         return quantum if insns_left is None or quantum < insns_left else insns_left
 
 

@@ -859,8 +859,9 @@ class UnicornCpu:
         return self._run_resuming(eip, timeout_us, budget or 0)
 
     def _run_resuming(self, eip: int, timeout_us: int, count: int) -> Trap | None:
-        """emu_start, and again at edx after a sysenter that the CPU could
-        not continue in place; a stop request wins over that (wheel)."""
+        """emu_start, and again where the CPU must go on elsewhere: at edx
+        after a sysenter it could not continue in place, at the instruction
+        that a lazy x87/SSE switch runs again; a stop request wins over that."""
         begin = self._begin
         while True:
             self._resume_at = None
