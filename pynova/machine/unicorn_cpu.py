@@ -210,6 +210,7 @@ class UnicornCpu:
         if self.native:
             # _counter[0]: instructions executed; [1]: the CPU stops there
             self._counter, self._env = self._native_state()
+            self._env_words = self._env.cast("Q")  # eip is word 16
             self._count_base = self._counter[0]
             self._fpu_region = self._locate_fpu()
             self._add_hook(uc.UC_HOOK_INSN, uc.HOOK_SYSCALL(self._sysenter_in_place()),
@@ -801,9 +802,7 @@ class UnicornCpu:
         ``max_insns`` counts every instruction, the kernel's iret too.
         ``resume_eip`` is the user instruction the run returns to (when ``eip``
         is the kernel's exit path): a breakpoint there does not fire again."""
-        self._pending = None
-        self._hook_error = None
-        self._watch_hit = None
+        self._pending = self._hook_error = self._watch_hit = None
         budget = max_insns
         if self._stop_requested:
             if eip < _USER_LIMIT:
@@ -811,27 +810,41 @@ class UnicornCpu:
                 return Trap(TrapKind.INTERRUPTED, eip)
             budget = 1  # just the kernel's iret, then stop in user mode
         self._skip_breakpoint = resume_eip if resume_eip in self._breakpoints else None
-        timeout_us = 0 if timeout is None else max(1, int(timeout * 1e6))
         if self._fpu_in_buffer:
             self._put_back_fpu()
-        if not self.native:
+        if self.native and timeout is None:
+            return self._run_native(eip, budget)
+        timeout_us = 0 if timeout is None else max(1, int(timeout * 1e6))
+        if self.native:
+            trap = self._run_counted(eip, budget, timeout_us)
+        else:
             trap = self._run_wheel(eip, budget, timeout_us)
-            if trap is None:
-                trap = self._why_stopped(budget, timeout is not None)
-            return self._checked_privilege(trap)
-        # The patched library: the CPU stops itself at the limit. (Spelled
-        # out: this is the path of every thread switch and system call stop.)
+        if trap is None:
+            trap = self._why_stopped(budget, timeout is not None)
+        return trap if self.native else self._checked_privilege(trap)
+
+    def _run_native(self, eip: int, budget: int | None) -> Trap:
+        """_run_counted without a timeout, spelled out: the path of every
+        thread switch and system call stop. A stop in the middle (a sysenter
+        to resume elsewhere, a lazy x87/SSE switch) goes the long way."""
         counter = self._counter
         before = counter[0]
         counter[1] = _NO_LIMIT if budget is None else before + budget
         iret = eip >= _USER_LIMIT  # the kernel's exit path: not a user instruction
         self._kernel_insns += iret  # taken off already, for hooks during the run
-        trap = self._run_resuming(eip, timeout_us, 0)
+        self._resume_at = None
+        self._begin.value = eip
+        err = self._err = self._emu_start(self._uc, self._begin, self._until, self._zero,
+                                          self._zero)
+        trap = None
+        resume_at = self._resume_at
+        if resume_at is not None and self._pending is None and not err:
+            trap = self._resume(resume_at, 0, 0)
+            err = self._err
         if iret and counter[0] == before:
             self._kernel_insns -= 1  # stopped before the iret
         if trap is not None:
             return trap
-        err = self._err
         if self._hook_error is None and not self._restore_io_ctx:
             trap = self._pending  # a system call's stop
             if trap is not None:
@@ -840,9 +853,21 @@ class UnicornCpu:
                     and counter[0] >= counter[1]:
                 # Preemption, every quantum: made as the tuple it is (a
                 # NamedTuple's own constructor is a Python function).
-                return _new_tuple(Trap, (_BUDGET, _U64.unpack_from(self._env, _ENV_EIP)[0],
+                return _new_tuple(Trap, (_BUDGET, self._env_words[_ENV_EIP // 8],
                                          None, 0, 0, 0))
-        return self._why_stopped(budget, timeout is not None)
+        return self._why_stopped(budget, False)
+
+    def _run_counted(self, eip: int, budget: int | None, timeout_us: int) -> Trap | None:
+        """Run with the patched library: the CPU stops itself at the limit."""
+        counter = self._counter
+        before = counter[0]
+        counter[1] = _NO_LIMIT if budget is None else before + budget
+        iret = eip >= _USER_LIMIT  # the kernel's exit path: not a user instruction
+        self._kernel_insns += iret  # taken off already, for hooks during the run
+        trap = self._run_resuming(eip, timeout_us, 0)
+        if iret and counter[0] == before:
+            self._kernel_insns -= 1  # stopped before the iret
+        return trap
 
     def _run_wheel(self, eip: int, budget: int | None, timeout_us: int) -> Trap | None:
         """Run with the wheel's library: Unicorn's own count stops it, and
@@ -859,28 +884,39 @@ class UnicornCpu:
         return self._run_resuming(eip, timeout_us, budget or 0)
 
     def _run_resuming(self, eip: int, timeout_us: int, count: int) -> Trap | None:
-        """emu_start, and again where the CPU must go on elsewhere: at edx
-        after a sysenter it could not continue in place, at the instruction
-        that a lazy x87/SSE switch runs again; a stop request wins over that."""
-        begin = self._begin
+        """emu_start, and again where the CPU must go on elsewhere (_resume)."""
+        self._resume_at = None
+        self._begin.value = eip
+        self._err = self._emu_start(self._uc, self._begin, self._until,
+                                    c_uint64(timeout_us) if timeout_us else self._zero,
+                                    c_size_t(count) if count else self._zero)
+        if self._resume_at is None or self._pending is not None or self._err:
+            return None
+        return self._resume(self._resume_at, timeout_us, count)
+
+    def _resume(self, eip: int, timeout_us: int, count: int) -> Trap | None:
+        """emu_start again where the CPU must go on elsewhere: at edx after
+        a sysenter it could not continue in place, at the instruction that a
+        lazy x87/SSE switch runs again; a stop request wins over that."""
         while True:
-            self._resume_at = None
-            begin.value = eip
-            self._err = self._emu_start(self._uc, begin, self._until,
-                                        c_uint64(timeout_us) if timeout_us else self._zero,
-                                        c_size_t(count) if count else self._zero)
-            if self._resume_at is None or self._pending is not None or self._err:
-                return None
-            eip = self._resume_at  # sysexit to an edx other than the next insn
             if self._stop_requested:
                 self._stop_requested = False
                 return Trap(TrapKind.INTERRUPTED, eip)
             if count:
                 if not self.counting:
-                    continue  # Unicorn's count started afresh: a full budget again
-                count = self._wheel_budget - (self._insns - self._wheel_start)  # type: ignore[operator]
-                if count <= 0:
-                    return Trap(TrapKind.BUDGET, eip)
+                    count = self._wheel_budget or 0  # Unicorn's count starts afresh
+                else:
+                    count = self._wheel_budget - (self._insns - self._wheel_start)  # type: ignore[operator]
+                    if count <= 0:
+                        return Trap(TrapKind.BUDGET, eip)
+            self._resume_at = None
+            self._begin.value = eip
+            self._err = self._emu_start(self._uc, self._begin, self._until,
+                                        c_uint64(timeout_us) if timeout_us else self._zero,
+                                        c_size_t(count) if count else self._zero)
+            if self._resume_at is None or self._pending is not None or self._err:
+                return None
+            eip = self._resume_at
 
     def _why_stopped(self, budget: int | None, timed: bool) -> Trap:
         err = self._err
