@@ -35,7 +35,7 @@ class Ec:
         #: stopped at a breakpoint, so that resuming there does not break
         #: again at once.
         self.resume_flag = False
-        #: The x87/SSE state while another Ec has the FPU (Cpu.read_fpu's
+        #: The x87/SSE state while another Ec has the FPU (Cpu.switch_fpu's
         #: blob); None: the initial state (FNINIT, MXCSR 0x1F80).
         self.fpu: bytes | None = None
 

@@ -84,16 +84,16 @@ _U64 = struct.Struct("<Q")
 # The user register file as it lies in the CPU state between runs: the
 # general registers in PUSHAD order, eip, eflags (complete there once a run
 # has ended: x86_cpu_exec_exit folds the lazy flags in), then the selectors
-# of segs[] (SegmentCache: selector, base, limit, flags in 24 bytes), in
-# QEMU's order es, cs, ss, ds, fs, gs. Checked once per CPU (_native_state).
-_ENV_EFLAGS, _ENV_SEGS, _SEG_SIZE = 17 * 8, 23 * 8, 24
+# of segs[] (SegmentCache: selector, base, limit, flags in 24 bytes, from
+# offset 23 * 8), in QEMU's order es, cs, ss, ds, fs, gs. Checked once per
+# CPU (_native_state).
+_ENV_EFLAGS = 17 * 8
 _QEMU_SEG_ORDER = ("es", "cs", "ss", "ds", "fs", "gs")
 _USER_VIEW = struct.Struct("<" + "I4x" * 8 + "64x" + "I4x" * 2 + "40x" + "I20x" * 6)
 _USER_VIEW_NAMES = GPR_NAMES + ("eip", "eflags") + _QEMU_SEG_ORDER
 # The general registers, for writing (a 32-bit write zero-extends).
 _GPRS_VIEW = struct.Struct("<8Q")
-_ENV_GPR = {name: 8 * i for i, name in enumerate(("eax", "ecx", "edx", "ebx", "esp", "ebp",
-                                                 "esi", "edi"))}
+_ENV_GPR = {name: 8 * i for i, name in enumerate(GPR_NAMES)}
 
 
 _new_object, _new_tuple = object.__new__, tuple.__new__
@@ -282,8 +282,8 @@ class UnicornCpu:
         64-bit words: indexing one costs less than a ctypes value), and a
         view of the CPU state's user register file (_USER_VIEW); checked
         against the register API once, so that a layout that differs fails
-        here, not in a guest. (Segment registers take any selector with CR0.PE clear:
-        the check runs in a state it then throws away.)"""
+        here, not in a guest. (Segment registers take any selector with
+        CR0.PE clear: the check runs in a state it then throws away.)"""
         lib = self._lib
         counter = lib.uc_pynova_counter(self._uc)
         env = lib.uc_pynova_cpu_state(self._uc)
@@ -346,9 +346,9 @@ class UnicornCpu:
 
         def state(address: int) -> memoryview:
             return memoryview((ctypes.c_char * state_size).from_address(address)).cast("B")
-        kernels = tuple(state((ctx.value or 0) + header)
-                        for ctx in (self._kernel_ctx, self._kernel_ts_ctx))
-        region = _FpuRegion(state(env), kernels, start, end)  # type: ignore[arg-type]
+        kernels = (state((self._kernel_ctx.value or 0) + header),
+                   state((self._kernel_ts_ctx.value or 0) + header))
+        region = _FpuRegion(state(env), kernels, start, end)
         b = self._fpu
         ctypes.memmove(b.values, FPU_INIT_STATE, len(b.values))
         self._lib.uc_reg_write_batch(self._uc, b.ids, b.ptrs, b.count)
@@ -832,14 +832,14 @@ class UnicornCpu:
         counter[1] = _NO_LIMIT if budget is None else before + budget
         iret = eip >= _USER_LIMIT  # the kernel's exit path: not a user instruction
         self._kernel_insns += iret  # taken off already, for hooks during the run
+        # _emu() spelled out: one call less on every switch
         self._resume_at = None
         self._begin.value = eip
         err = self._err = self._emu_start(self._uc, self._begin, self._until, self._zero,
                                           self._zero)
         trap = None
-        resume_at = self._resume_at
-        if resume_at is not None and self._pending is None and not err:
-            trap = self._resume(resume_at, 0, 0)
+        if self._resume_at is not None and self._pending is None and not err:
+            trap = self._resume(self._resume_at, 0, 0)
             err = self._err
         if iret and counter[0] == before:
             self._kernel_insns -= 1  # stopped before the iret
@@ -885,14 +885,19 @@ class UnicornCpu:
 
     def _run_resuming(self, eip: int, timeout_us: int, count: int) -> Trap | None:
         """emu_start, and again where the CPU must go on elsewhere (_resume)."""
+        if self._emu(eip, timeout_us, count):
+            return self._resume(self._resume_at, timeout_us, count)  # type: ignore[arg-type]
+        return None
+
+    def _emu(self, eip: int, timeout_us: int, count: int) -> bool:
+        """One emu_start from ``eip``: True when it stopped for the CPU to go
+        on elsewhere (``_resume_at``)."""
         self._resume_at = None
         self._begin.value = eip
         self._err = self._emu_start(self._uc, self._begin, self._until,
                                     c_uint64(timeout_us) if timeout_us else self._zero,
                                     c_size_t(count) if count else self._zero)
-        if self._resume_at is None or self._pending is not None or self._err:
-            return None
-        return self._resume(self._resume_at, timeout_us, count)
+        return self._resume_at is not None and self._pending is None and not self._err
 
     def _resume(self, eip: int, timeout_us: int, count: int) -> Trap | None:
         """emu_start again where the CPU must go on elsewhere: at edx after
@@ -909,14 +914,9 @@ class UnicornCpu:
                     count = self._wheel_budget - (self._insns - self._wheel_start)  # type: ignore[operator]
                     if count <= 0:
                         return Trap(TrapKind.BUDGET, eip)
-            self._resume_at = None
-            self._begin.value = eip
-            self._err = self._emu_start(self._uc, self._begin, self._until,
-                                        c_uint64(timeout_us) if timeout_us else self._zero,
-                                        c_size_t(count) if count else self._zero)
-            if self._resume_at is None or self._pending is not None or self._err:
+            if not self._emu(eip, timeout_us, count):
                 return None
-            eip = self._resume_at
+            eip = self._resume_at  # type: ignore[assignment]
 
     def _why_stopped(self, budget: int | None, timed: bool) -> Trap:
         err = self._err
