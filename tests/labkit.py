@@ -116,3 +116,28 @@ def checked(path: Path):  # type: ignore[no-untyped-def]
     lab, ws = workspace.open_workspace(path)
     report = run_checks(lab, ws)
     return {c.name: c for c in report.checks}, report
+
+
+def assert_all_pass(path: Path, score: int) -> list[str]:
+    """Every check of the workspace passes, for ``score`` points; returns
+    the checks' names in order."""
+    results, report = checked(path)
+    assert report.passed, {n: r.message for n, r in results.items() if not r.passed}
+    assert report.score == report.max_score == score
+    return [c.name for c in report.checks]
+
+
+def assert_caught(path: Path, caught: dict[str, list[str]]) -> None:
+    """The workspace fails each check in ``caught`` with every one of its
+    texts in the message, said as expected / got / why (or as the
+    student's own traceback, when their code raised)."""
+    results, report = checked(path)
+    assert not report.passed
+    for check, words in caught.items():
+        result = results[check]
+        assert not result.passed, check
+        for text in words:
+            assert text in result.message, (text, result.message)
+        if not result.message.startswith("your code raised"):
+            heads = [line[:10] for line in result.message.splitlines()]
+            assert heads[0] == "expected: " and "got:      " in heads and "why:      " in heads

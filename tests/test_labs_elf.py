@@ -27,7 +27,7 @@ from pynova.labs.elf import (
 )
 
 from conftest import needs_toolchain
-from labkit import checked, lab_workspace
+from labkit import assert_all_pass, assert_caught, checked, lab_workspace
 
 pytestmark = needs_toolchain
 
@@ -136,24 +136,12 @@ def test_the_skeleton_fails_every_check_cleanly_with_its_step(tmp_path):
 
 @pytest.mark.parametrize("kind", ["solution", "student"])
 def test_pynovas_solution_and_a_seed_style_one_pass_every_check(tmp_path, kind):
-    path = lab_workspace(tmp_path, "elf", kind, STUDENT if kind == "student" else ())
-    results, report = checked(path)
-    assert report.passed, {n: r.message for n, r in results.items() if not r.passed}
-    assert report.score == report.max_score == 13
+    assert_all_pass(lab_workspace(tmp_path, "elf", kind, STUDENT if kind == "student" else ()), 13)
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_a_typical_bug_fails_its_check_with_the_cause_named(tmp_path, bug):
-    path = lab_workspace(tmp_path, "elf", "buggy", STUDENT + BUGS[bug])
-    results, report = checked(path)
-    assert not report.passed
-    for check, words in CAUGHT[bug].items():
-        result = results[check]
-        assert not result.passed, (check, bug)
-        for text in words:
-            assert text in result.message, (text, result.message)
-        heads = [line[:10] for line in result.message.splitlines()]
-        assert heads[0] == "expected: " and "got:      " in heads and "why:      " in heads
+    assert_caught(lab_workspace(tmp_path, "elf", "buggy", STUDENT + BUGS[bug]), CAUGHT[bug])
 
 
 def test_bad_elf_files_must_be_refused_with_an_elf_error(tmp_path):

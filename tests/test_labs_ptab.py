@@ -12,7 +12,7 @@ import pytest
 from pynova.labs.ptab import HELLO, MANY, NO_USER, READ_ONLY, RIGHTS, SINGLE, STUDENT_FILE, ZEROED
 
 from conftest import needs_toolchain
-from labkit import checked, lab_workspace
+from labkit import assert_all_pass, assert_caught, checked, lab_workspace
 
 pytestmark = needs_toolchain
 
@@ -65,22 +65,12 @@ def test_the_skeleton_fails_every_check_cleanly_with_its_step(tmp_path):
 
 
 def test_pynovas_solution_passes_every_check(tmp_path):
-    results, report = checked(lab_workspace(tmp_path, "ptab", "solution"))
-    assert report.passed, {n: r.message for n, r in results.items() if not r.passed}
-    assert report.score == report.max_score == 11
+    assert_all_pass(lab_workspace(tmp_path, "ptab", "solution"), 11)
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_a_typical_bug_fails_its_check_with_the_cause_named(tmp_path, bug):
-    results, report = checked(lab_workspace(tmp_path, "ptab", "buggy", BUGS[bug]))
-    assert not report.passed
-    for check, words in CAUGHT[bug].items():
-        result = results[check]
-        assert not result.passed, (check, bug)
-        for text in words:
-            assert text in result.message, (text, result.message)
-        heads = [line[:10] for line in result.message.splitlines()]
-        assert heads[0] == "expected: " and "got:      " in heads and "why:      " in heads
+    assert_caught(lab_workspace(tmp_path, "ptab", "buggy", BUGS[bug]), CAUGHT[bug])
 
 
 def test_run_with_the_skeleton_fails_in_the_loader_with_the_traceback(tmp_path):

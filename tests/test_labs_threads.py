@@ -14,7 +14,7 @@ import pynova
 from pynova.labs.threads import BAD, CREATE, MANY, NEWEST, REGS, STUDENT_FILE, YIELD
 
 from conftest import needs_toolchain
-from labkit import checked, lab_workspace
+from labkit import assert_all_pass, assert_caught, checked, lab_workspace
 
 pytestmark = needs_toolchain
 
@@ -89,23 +89,13 @@ def test_the_skeleton_fails_every_check_cleanly_with_its_step(tmp_path):
 
 
 def test_pynovas_solution_passes_every_check(tmp_path):
-    results, report = checked(lab_workspace(tmp_path, "threads", "solution"))
-    assert report.passed, {n: r.message for n, r in results.items() if not r.passed}
-    assert report.score == report.max_score == 10
-    assert [c.name for c in report.checks] == list(ALL)
+    names = assert_all_pass(lab_workspace(tmp_path, "threads", "solution"), 10)
+    assert names == list(ALL)
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_a_typical_bug_fails_its_check_with_the_cause_named(tmp_path, bug):
-    results, report = checked(lab_workspace(tmp_path, "threads", "buggy", BUGS[bug]))
-    assert not report.passed
-    for check, words in CAUGHT[bug].items():
-        result = results[check]
-        assert not result.passed, (check, bug)
-        for text in words:
-            assert text in result.message, (text, result.message)
-        heads = [line[:10] for line in result.message.splitlines()]
-        assert heads[0] == "expected: " and "got:      " in heads and "why:      " in heads
+    assert_caught(lab_workspace(tmp_path, "threads", "buggy", BUGS[bug]), CAUGHT[bug])
 
 
 def test_a_step_is_checked_with_pynovas_other_step(tmp_path):
