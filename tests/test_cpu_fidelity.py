@@ -209,6 +209,57 @@ def test_each_thread_keeps_its_own_x87_state_from_fninit(tmp_path: Path,
     assert "main st0=7" in lines and "worker st0=3" in lines
 
 
+FPU_PINGPONG_C = r"""
+#include "pynova.h"
+static volatile int done;
+static int twice(int n)
+{
+    int out;
+    __asm__ volatile("fildl %1; fildl %1; faddp; fistpl %0" : "=m"(out) : "m"(n));
+    return out;
+}
+static void worker(void *arg)
+{
+    (void)arg;
+    for (int i = 1; i <= 3; i++) { printf("worker %d\n", twice(i)); thr_yield(); }
+    done = 1;
+}
+int main(void)
+{
+    thread_create(worker, 0);
+    for (int i = 10; i <= 30; i += 10) { printf("main %d\n", twice(i)); thr_yield(); }
+    while (!done)
+        thr_yield();
+    exit(0);
+}
+"""
+
+
+@needs_toolchain
+def test_single_steps_run_one_instruction_each_across_lazy_fpu_switches(
+        tmp_path: Path, unicorn_library: str) -> None:
+    """Stepped one instruction at a time (a debugger's step, no counting),
+    threads that take the x87 state from each other at #NM run exactly as
+    many slices as the counted run has instructions, and compute right."""
+    from pynova.machine import Machine
+    from pynova.runner import boot
+
+    program = build(tmp_path, "fpu_pingpong.c", FPU_PINGPONG_C)
+    counted = run(program, count_instructions=True)
+    assert counted.status == 0, counted.output
+    with Machine(128 << 20, Console()) as machine:
+        kernel = boot(machine, [(program.read_bytes(), "fpu_pingpong")])
+        steps = 0
+        while kernel.outcome is None:
+            kernel.run_slice(single_step=True)
+            steps += 1
+        output = machine.console.output
+    assert kernel.outcome.status == 0, output
+    assert [line for line in output.splitlines() if line.startswith(("main", "worker"))] == [
+        "main 20", "worker 2", "main 40", "worker 4", "main 60", "worker 6"]
+    assert steps == counted.instructions
+
+
 @needs_toolchain
 def test_threads_keep_their_own_fs_and_gs(tmp_path: Path, unicorn_library: str) -> None:
     source = r"""

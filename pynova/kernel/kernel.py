@@ -341,7 +341,10 @@ class Kernel:
         self.stats.entries += 1
         cpu = self.cpu
         # Another Ec's x87/SSE state in the CPU: CR0.TS set, switched when
-        # this one first uses it (_fpu_needed, NOVA's lazy FPU switch).
+        # this one first uses it (_fpu_needed, NOVA's lazy FPU switch), or
+        # now when the CPU cannot stop for that within the budget.
+        if ec is not self._fpu_owner and not cpu.lazy_fpu:
+            self._switch_fpu(ec)
         cpu.enter_kernel(ec is not self._fpu_owner)
         root = ec.pd.ptab.root
         if root != self._entry_cr3:

@@ -105,6 +105,9 @@ class Cpu(Protocol):
     #: Called when user code touches the x87/SSE registers while CR0.TS is
     #: set (enter_kernel(fpu_trap=True)); the instruction then runs again.
     fpu_handler: Callable[[], None] | None
+    #: Whether the x87/SSE switch may be left to #NM (fpu_handler): a run
+    #: that stops for it goes on with exactly the budget it had left.
+    lazy_fpu: bool
     #: Reads user code at a virtual address (the kernel provides it, since
     #: only it knows the address space); used to count instructions.
     fetch_code: Callable[[int, int], bytes] | None

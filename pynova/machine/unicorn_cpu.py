@@ -171,6 +171,10 @@ class UnicornCpu:
         self._memory = memory
         self.syscall_handler: SyscallHandler | None = None
         self.fpu_handler: Callable[[], None] | None = None
+        #: Whether a run stopped by #NM goes on within the budget it had
+        #: left: with the patched library always; with the wheel's only
+        #: while counting (Unicorn's own count starts afresh at each start).
+        self.lazy_fpu = library.patched
         self._insns = 0  # counted by the block hook (wheel)
         self._pending: Trap | None = None
         self._resume_at: int | None = None
@@ -679,6 +683,7 @@ class UnicornCpu:
         elif not on and self._counting_hook is not None:
             self._del_hook(self._counting_hook)
             self._counting_hook = None
+        self.lazy_fpu = on
 
     @property
     def counting(self) -> bool:
