@@ -212,10 +212,11 @@ def test_each_thread_keeps_its_own_x87_state_from_fninit(tmp_path: Path,
 FPU_PINGPONG_C = r"""
 #include "pynova.h"
 static volatile int done;
-static int twice(int n)
+static __attribute__((noinline)) int twice(int n)
 {
     int out;
-    __asm__ volatile("fildl %1; fildl %1; faddp; fistpl %0" : "=m"(out) : "m"(n));
+    __asm__ volatile(".globl twice_fpu\ntwice_fpu: fildl %1; fildl %1; faddp; fistpl %0"
+                     : "=m"(out) : "m"(n));
     return out;
 }
 static void worker(void *arg)
@@ -258,6 +259,27 @@ def test_single_steps_run_one_instruction_each_across_lazy_fpu_switches(
     assert [line for line in output.splitlines() if line.startswith(("main", "worker"))] == [
         "main 20", "worker 2", "main 40", "worker 4", "main 60", "worker 6"]
     assert steps == counted.instructions
+
+
+@needs_toolchain
+def test_a_breakpoint_on_an_instruction_that_takes_the_fpu_stops_once(
+        tmp_path: Path, unicorn_library: str) -> None:
+    """The first x87 instruction after a switch raises #NM and runs again:
+    a breakpoint on it stops once per time it is reached, not twice."""
+    from pynova.machine import Machine
+    from pynova.machine.cpu import TrapKind
+    from pynova.runner import boot
+
+    program = build(tmp_path, "fpu_pingpong.c", FPU_PINGPONG_C)
+    with Machine(128 << 20, Console()) as machine:
+        kernel = boot(machine, [(program.read_bytes(), "fpu_pingpong")])
+        machine.cpu.add_breakpoint(symbol(program, "twice_fpu"))
+        stops = 0
+        while kernel.outcome is None:
+            trap = kernel.run_slice()
+            stops += trap is not None and trap.kind is TrapKind.BREAKPOINT
+    assert kernel.outcome.status == 0
+    assert stops == 6  # three calls in each thread
 
 
 @needs_toolchain

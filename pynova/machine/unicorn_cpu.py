@@ -623,6 +623,8 @@ class UnicornCpu:
         self.fpu_handler()  # type: ignore[misc]
         self.write_cr(0, self.read_cr(0) & ~_CR0_TS)
         self._uncount_from(eip)
+        if eip in self._breakpoints:  # it was reached already: no second stop there
+            self._skip_breakpoint = eip
         self._resume_at = eip
         self._lib.uc_emu_stop(self._uc)
 
