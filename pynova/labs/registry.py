@@ -9,13 +9,12 @@ the path of such a file (ending in ``.py``) is accepted too.
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
 from pynova.labs.lab import Lab
+from pynova.labs.student import NotPythonSource, load_module
 
 LAB_MODULES: tuple[str, ...] = ("pynova.labs.elf", "pynova.labs.ptab", "pynova.labs.brk",
                                  "pynova.labs.malloc", "pynova.labs.threads")
@@ -54,15 +53,10 @@ def load_file(path: Path) -> Lab:
     path = path.resolve()
     if not path.is_file():
         raise UnknownLab(f"{path}: no such lab file")
-    name = f"_pynova_lab_{uuid.uuid4().hex[:12]}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise UnknownLab(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        module = load_module(path, f"_pynova_lab_{uuid.uuid4().hex[:12]}")
+    except NotPythonSource:
+        raise UnknownLab(f"{path}: not a Python file") from None
     except Exception as err:
-        del sys.modules[name]
         raise UnknownLab(f"{path}: cannot load the lab: {type(err).__name__}: {err}") from None
     return replace(_lab_of(module, str(path)), origin=path)

@@ -25,25 +25,40 @@ from pynova.labs.lab import StudentCodeError
 EDGE_FRAMES = 8
 
 
+class NotPythonSource(Exception):
+    """A file that importlib cannot load as Python source."""
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Run the Python file ``path`` as a new module ``name``, registered in
+    sys.modules so that dataclasses, typing and pickle find it while it runs
+    (no other entry is touched). Whatever it raises at import comes out,
+    and the module is not registered then."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise NotPythonSource(f"{path.name}: not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
 def import_file(path: Path, lab: str, root: Path) -> ModuleType:
     """Import the Python file ``path`` as a new module. A syntax error, an
     import error or any exception at import is a StudentCodeError showing
     the student's traceback (paths relative to ``root``)."""
     name = f"_pynova_student_{lab}_{_identifier(path.stem)}_{uuid.uuid4().hex[:12]}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise StudentCodeError(f"cannot import {path.name}: not a Python source file")
-    module = importlib.util.module_from_spec(spec)
-    # Registered under its own name so that dataclasses, typing and pickle
-    # find it while it runs; no other entry of sys.modules is touched.
-    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        return load_module(path, name)
+    except NotPythonSource:
+        raise StudentCodeError(f"cannot import {path.name}: not a Python source file") from None
     except BaseException as exc:  # noqa: B036 - SystemExit at import is the student's too
-        del sys.modules[name]
         text = student_traceback(exc, [path], root) or one_line(exc)
         raise StudentCodeError(f"{path.name} does not import:\n{text}") from None
-    return module
 
 
 def _identifier(text: str) -> str:
